@@ -1,0 +1,343 @@
+"""``Monitor``: three lines in a training loop, a run directory that records how the model evolves.
+
+::
+
+    monitor = evolens.Monitor("runs/exp1", sample_fn, every=100, probes=Probes.from_noise(64, 128))
+    for step, batch in enumerate(loader):
+        loss = train_step(batch)
+        monitor.step(step, loss=loss)
+
+At each scheduled step the Monitor calls ``sample_fn(probes)`` under ``torch.no_grad()``, with the global
+random state forked and seeded from the probe seed (so a sampler that draws its own noise draws the same
+noise at every snapshot, and the training run's random stream is left exactly as it would be without
+monitoring), and appends the samples as a snapshot. Scalars passed to ``step`` are appended at every step.
+Restarting a script with the same run directory resumes the run: steps that already have a snapshot are not
+captured again, and scalars logged again for a step supersede the old values when read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import random
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from .._validation import check_step, count_nonfinite, describe, to_numpy
+from ..errors import InputError
+from ..store.arrays import file_hash
+from ..store.reader import Run, check_reference
+from ..store.writer import RunWriter
+from .probes import Probes
+from .schedules import Schedule, as_schedule
+
+logger = logging.getLogger(__name__)
+
+SampleFn = Callable[[Probes | None], Any]
+
+
+@dataclass
+class StepResult:
+    """What ``Monitor.step`` did at one step.
+
+    Attributes:
+        step: the step.
+        captured: whether a snapshot was written at this step.
+        capture_seconds: wall time spent sampling and writing the snapshot (0 when not captured).
+        alerts: events of level ``alert`` raised at this step by detectors.
+        should_pause: True when a detector asks the training loop to stop (save a checkpoint and exit).
+    """
+
+    step: int
+    captured: bool = False
+    capture_seconds: float = 0.0
+    alerts: list[Any] = field(default_factory=list)
+    should_pause: bool = False
+
+
+def _split_output(output: Any) -> dict[str, Any]:
+    """Normalise what a sample function returned into a dict with at least ``samples``."""
+    if isinstance(output, Mapping):
+        if "samples" not in output:
+            raise InputError(f"sample_fn: expected a dict with a 'samples' key, received keys {sorted(output)}")
+        return dict(output)
+    if isinstance(output, tuple):
+        if len(output) != 2:
+            raise InputError(
+                f"sample_fn: expected samples, (samples, labels) or a dict, received a tuple of {len(output)}"
+            )
+        return {"samples": output[0], "labels": output[1]}
+    return {"samples": output}
+
+
+@contextlib.contextmanager
+def _sampling_context(seed: int, model: torch.nn.Module | None):
+    """No grad, eval mode, and a forked global RNG seeded with ``seed`` (restored on exit)."""
+    was_training = model.training if model is not None else False
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    np_state, py_state = np.random.get_state(), random.getstate()
+    try:
+        with torch.random.fork_rng(devices=devices), torch.no_grad():
+            torch.manual_seed(seed)
+            np.random.seed(seed % 2**32)
+            random.seed(seed)
+            if model is not None:
+                model.eval()
+            yield
+    finally:
+        np.random.set_state(np_state)
+        random.setstate(py_state)
+        if model is not None and was_training:
+            model.train()
+
+
+class Monitor:
+    """Capture snapshots of a generative model on a schedule, into a crash-safe run directory.
+
+    Args:
+        run_dir: directory of the run; created if missing, resumed if it already holds a run.
+        sample_fn: ``sample_fn(probes) -> samples`` where samples is an (n, ...) array or tensor (images as
+            (n, C, H, W)); it may also return ``(samples, labels)`` or a dict with ``samples`` and any of
+            ``labels`` (n,), ``latents`` (n, ...) and other arrays to store with the snapshot.
+        every: schedule: an int K (every K steps, from step 0), a list of steps, ``"log"`` (log-spaced) or a
+            ``Schedule``.
+        probes: the fixed inputs (``Probes``); passed to ``sample_fn``. None calls ``sample_fn(None)`` and
+            uses ``seed`` for the random state, with ids ``sample:0..n-1``.
+        model: optional module: put in eval mode while sampling and restored afterwards.
+        checkpoint: optional ``checkpoint(step) -> path`` called at each snapshot; the file is referenced by
+            path and SHA-256 (never copied).
+        seed: seed of the global RNG while sampling when ``probes`` is None.
+        name, config: stored with the run when it is created.
+        device: if given, probes are moved to this device once, before the first snapshot.
+    """
+
+    def __init__(
+        self,
+        run_dir: str | os.PathLike,
+        sample_fn: SampleFn,
+        every: int | Sequence[int] | Schedule | str = 100,
+        probes: Probes | None = None,
+        *,
+        model: torch.nn.Module | None = None,
+        checkpoint: Callable[[int], str | os.PathLike | None] | None = None,
+        seed: int = 0,
+        name: str | None = None,
+        config: Mapping[str, Any] | None = None,
+        device: str | torch.device | None = None,
+    ) -> None:
+        if not callable(sample_fn):
+            raise InputError(f"sample_fn: expected a callable sample_fn(probes) -> samples, received {describe(sample_fn)}")
+        if probes is not None and not isinstance(probes, Probes):
+            raise InputError(f"probes: expected an evolens.Probes, received {describe(probes)}")
+        if checkpoint is not None and not callable(checkpoint):
+            raise InputError(f"checkpoint: expected a callable checkpoint(step) -> path, received {describe(checkpoint)}")
+        self.schedule = as_schedule(every)
+        self.sample_fn = sample_fn
+        self.probes = probes
+        self.model = model
+        self.checkpoint = checkpoint
+        self.seed = probes.seed if probes is not None else int(seed)
+        self._device_probes = probes.to(device) if (probes is not None and device is not None) else probes
+        run_config = {
+            "schedule": repr(self.schedule),
+            "probes": probes.describe() if probes is not None else None,
+            **dict(config or {}),
+        }
+        self._writer = RunWriter(run_dir, kind="capture", name=name, config=run_config)
+        self.run_dir = self._writer.run_dir
+        self._captured = set(self._writer.captured_steps())
+        self._sample_shape = self._writer.first_snapshot_shape()
+        self._probe_fingerprint = probes.fingerprint() if probes is not None else None
+        self._check_resume_probes()
+        self._last_step: int | None = None
+        self._warned_nonfinite: set[str] = set()
+        if self._captured:
+            last = max(self._captured)
+            self._writer.write_event(
+                "resume",
+                f"run resumed by session {self._writer.session_id}; {len(self._captured)} snapshots so far, last at step {last}",
+                step=last,
+                data={"session_id": self._writer.session_id, "last_captured_step": last},
+            )
+            logger.info("evolens: resuming run %s at snapshot step %d", self.run_dir, last)
+
+    def _check_resume_probes(self) -> None:
+        if not self._captured or self._probe_fingerprint is None:
+            return
+        row = self._writer.conn.execute(
+            "SELECT extra FROM snapshots ORDER BY step DESC LIMIT 1"
+        ).fetchone()
+        stored = json.loads(row[0]).get("probe_fingerprint")
+        if stored is not None and stored != self._probe_fingerprint:
+            self.close()
+            raise InputError(
+                f"probes: expected the probes this run was captured with (fingerprint {stored[:12]}), received "
+                f"different ones ({self._probe_fingerprint[:12]}); snapshots are only comparable with fixed probes, "
+                "so use the same seed/inputs or a new run directory"
+            )
+
+    # -- public API ----------------------------------------------------------------------------------
+    @property
+    def captured_steps(self) -> list[int]:
+        """Steps that have a snapshot in this run (including earlier sessions), ascending."""
+        return sorted(self._captured)
+
+    def step(self, step: int, **scalars: float) -> StepResult:
+        """Record ``scalars`` at ``step`` and capture a snapshot if the schedule says so.
+
+        ``step`` must increase strictly within one Monitor (a restarted script may start lower: steps that
+        already have a snapshot are skipped). Scalars may be floats, numpy scalars or 0-d tensors.
+        """
+        step = check_step(step)
+        if self._last_step is not None and step <= self._last_step:
+            raise InputError(
+                f"step: expected a step greater than the previous one ({self._last_step}), received {step}; "
+                "steps must increase within a run"
+            )
+        self._last_step = step
+        if scalars:
+            self._log(step, scalars)
+        result = StepResult(step)
+        if self.schedule(step) and step not in self._captured:
+            result.capture_seconds = self._capture(step)
+            result.captured = True
+        return result
+
+    def log(self, step: int | None = None, **scalars: float) -> None:
+        """Record scalars at ``step`` (default: the last step passed to ``step``) without capturing.
+
+        Use it for values computed at a different cadence (a test loss every N steps). Each name may be
+        logged once per step.
+        """
+        if step is None:
+            if self._last_step is None:
+                raise InputError("step: expected a step, since monitor.step() has not been called yet")
+            step = self._last_step
+        self._log(check_step(step), scalars)
+
+    def snapshot(self, step: int) -> bool:
+        """Capture a snapshot at ``step`` now, whatever the schedule; False if the step already has one."""
+        step = check_step(step)
+        if step in self._captured:
+            return False
+        self._capture(step)
+        return True
+
+    def event(
+        self, kind: str, message: str, *, step: int | None = None, level: str = "info", data: Mapping | None = None
+    ) -> int:
+        """Append an event (intervention, note, alert) to the run; ``step`` defaults to the last step."""
+        step = self._last_step if step is None else check_step(step)
+        return self._writer.write_event(kind, message, step=step, level=level, data=data)
+
+    def add_reference(self, name: str, images: Any, labels: Any = None, meta: Mapping | None = None) -> bool:
+        """Store a reference data set (e.g. the training data) in the run; see ``Run.add_reference``."""
+        images, labels = check_reference(name, images, labels)
+        return self._writer.write_reference(name, images, labels, meta)
+
+    def open(self) -> Run:
+        """A reader on this run (see ``evolens.open_run``)."""
+        return Run(self.run_dir)
+
+    def close(self) -> None:
+        """Release the run (the writer lock and the database). Safe to call twice."""
+        self._writer.close()
+
+    def __enter__(self) -> "Monitor":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- internals -----------------------------------------------------------------------------------
+    def _log(self, step: int, scalars: Mapping[str, Any]) -> None:
+        nonfinite = self._writer.write_scalars(step, scalars)
+        for key in nonfinite:
+            if key not in self._warned_nonfinite:  # one warning event per series and session, not per step
+                self._warned_nonfinite.add(key)
+                self._writer.write_event(
+                    "nonfinite_scalar",
+                    f"scalar {key!r} is not finite at step {step}",
+                    step=step,
+                    level="warning",
+                    data={"name": key},
+                )
+                warnings.warn(f"evolens: scalar {key!r} is not finite at step {step}", RuntimeWarning, stacklevel=3)
+
+    def _capture(self, step: int) -> float:
+        start = time.perf_counter()
+        with _sampling_context(self.seed, self.model):
+            output = _split_output(self.sample_fn(self._device_probes))
+        arrays = {key: to_numpy(value, f"sample_fn()[{key!r}]") for key, value in output.items()}
+        samples = arrays["samples"]
+        self._check_samples(samples)
+        n = samples.shape[0]
+        ids = self.probes.ids if self.probes is not None else np.array([f"sample:{i}" for i in range(n)])
+        arrays["probe_ids"] = ids
+        if "labels" not in arrays and self.probes is not None and self.probes.labels is not None:
+            arrays["labels"] = self.probes.labels.numpy()
+        for key, value in arrays.items():
+            if key != "samples" and (value.ndim == 0 or value.shape[0] != n):
+                raise InputError(
+                    f"sample_fn()[{key!r}]: expected {n} rows (one per sample), received shape={value.shape}"
+                )
+        n_nonfinite = count_nonfinite(samples)
+        checkpoint_path = checkpoint_hash = None
+        if self.checkpoint is not None:
+            path = self.checkpoint(step)
+            if path is not None:
+                if not Path(path).is_file():
+                    raise InputError(f"checkpoint: expected checkpoint({step}) to return an existing file, received {str(path)!r}")
+                checkpoint_path, checkpoint_hash = str(Path(path).resolve()), file_hash(path)
+        extra = {"probe_fingerprint": self._probe_fingerprint}
+        capture_seconds = time.perf_counter() - start
+        self._writer.write_snapshot(
+            step,
+            arrays,
+            wall_time=time.time(),
+            capture_seconds=capture_seconds,
+            seed=self.seed,
+            n_nonfinite=n_nonfinite,
+            checkpoint_path=checkpoint_path,
+            checkpoint_hash=checkpoint_hash,
+            extra=extra,
+        )
+        self._captured.add(step)
+        if n_nonfinite:
+            # Decision: keep the snapshot as captured (NaNs are evidence that training diverged) and flag it;
+            # analyses skip or reject non-finite snapshots explicitly instead of silently dropping them.
+            fraction = n_nonfinite / max(samples.size, 1)
+            message = f"{n_nonfinite} non-finite values ({fraction:.1%}) in the samples at step {step}"
+            self._writer.write_event(
+                "nonfinite_samples", message, step=step, level="warning",
+                data={"n_nonfinite": n_nonfinite, "fraction": fraction},
+            )
+            warnings.warn(f"evolens: {message}", RuntimeWarning, stacklevel=3)
+        return time.perf_counter() - start
+
+    def _check_samples(self, samples: np.ndarray) -> None:
+        if samples.ndim < 2:
+            raise InputError(f"sample_fn(): expected samples of shape (n, ...) with n >= 1, received shape={samples.shape}")
+        if not (np.issubdtype(samples.dtype, np.number) or samples.dtype == bool):
+            raise InputError(f"sample_fn(): expected numeric samples, received dtype={samples.dtype}")
+        if samples.shape[0] == 0:
+            raise InputError(f"sample_fn(): expected at least one sample, received shape={samples.shape}")
+        if self.probes is not None and samples.shape[0] != self.probes.n:
+            raise InputError(
+                f"sample_fn(): expected {self.probes.n} samples (one per probe), received shape={samples.shape}"
+            )
+        if self._sample_shape is None:
+            self._sample_shape = tuple(samples.shape[1:])
+        elif tuple(samples.shape[1:]) != self._sample_shape:
+            raise InputError(
+                f"sample_fn(): expected samples of shape (n, {', '.join(map(str, self._sample_shape))}) as in earlier "
+                f"snapshots of this run, received shape={samples.shape}"
+            )
