@@ -15,6 +15,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --upgrade pip >/dev/null
 	$(PY) -m pip install torch==2.13.0
 	$(PY) -m pip install -e '.[dev]'
+	# torch-fidelity is the reference our FID Inception and its TF1 resize are tested against; it declares
+	# torchvision, which cannot sit beside the CPU torch wheel, and the parts we compare with do not use it.
+	$(PY) -m pip install --no-deps 'torch-fidelity==0.4.0'
 	touch $(STAMP)
 
 demo: setup

@@ -47,6 +47,21 @@ def make_monitor(tmp_path, generator, probes):
         monitor.close()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def isolated_cache(tmp_path_factory):
+    """Keep the user's cache untouched: digits-cnn weights and parsed data go to a per-session folder."""
+    import os
+
+    folder = tmp_path_factory.mktemp("evolens-cache")
+    previous = os.environ.get("EVOLENS_CACHE")
+    os.environ["EVOLENS_CACHE"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("EVOLENS_CACHE", None)
+    else:
+        os.environ["EVOLENS_CACHE"] = previous
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)

@@ -2,6 +2,8 @@
 
     evolens runs DIR          table of the runs at or below DIR
     evolens show RUN          snapshots, scalars and events of one run
+    evolens encoders          the encoders and whether their weights are present
+    evolens embed RUN         embed a run's snapshots and references (cached)
     evolens demo [--out DIR]  train the demo model under monitoring and print where the run is
 """
 
@@ -89,6 +91,31 @@ def cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_encoders(args: argparse.Namespace) -> int:
+    from .encoders import list_encoders
+
+    rows = []
+    for info in list_encoders():
+        where = info.weights if info.weights_available else "missing: " + info.weights
+        rows.append([info.name, "yes" if info.weights_available else "no", info.description,
+                     where if args.verbose or len(where) < 70 else where[:67] + "..."])
+    print(_table(["encoder", "weights", "description", "weights from"], rows))
+    return 0
+
+
+def cmd_embed(args: argparse.Namespace) -> int:
+    from .encoders import embed_run
+    from .store import open_run
+
+    kwargs = {"path": args.weights} if args.weights else {}
+    with open_run(args.run) as run:
+        result = embed_run(run, args.encoder, batch_size=args.batch_size, progress=not args.quiet, **kwargs)
+    total = len(result.snapshots) + len(result.references)
+    print(f"{result.encoder_id}: {total} arrays embedded ({result.computed} computed, {total - result.computed} cached)"
+          + (f"; skipped non-finite snapshots {result.skipped}" if result.skipped else ""))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import train_demo
 
@@ -118,6 +145,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     p.add_argument("--all", action="store_true", help="list every snapshot")
     p.set_defaults(func=cmd_show)
+
+    p = sub.add_parser("encoders", help="list the encoders and whether their weights are present")
+    p.add_argument("-v", "--verbose", action="store_true", help="show where weights were looked for in full")
+    p.set_defaults(func=cmd_encoders)
+
+    p = sub.add_parser("embed", help="embed every snapshot and reference set of a run (cached in the run)")
+    p.add_argument("run")
+    p.add_argument("--encoder", default="efficientnet-lite0")
+    p.add_argument("--weights", default=None, help="weights file or directory for the encoder")
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_embed)
 
     p = sub.add_parser("demo", help="train a small conditional VAE on MNIST-5k under monitoring (CPU, minutes)")
     p.add_argument("--out", default="runs/demo", help="parent directory of the new run (default: runs/demo)")

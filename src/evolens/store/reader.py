@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
@@ -242,6 +243,35 @@ class Run:
             raise InputError(f"name: no reference {name!r} in run {self.name!r}; known: {self.reference_names()}")
         labels = self._load(row[1]) if row[1] else None
         return Reference(name, self._load(row[0]), labels, json.loads(row[2]))
+
+    # -- cached features -------------------------------------------------------------------------------
+    def cached_features(self, content_hash: str, encoder_id: str) -> np.ndarray | None:
+        """Features of the array ``content_hash`` under ``encoder_id`` if cached in the run, else None."""
+        try:
+            row = self._one(
+                "SELECT features_hash FROM features WHERE content_hash = ? AND encoder_id = ?", (content_hash, encoder_id)
+            )
+        except sqlite3.OperationalError:  # a run written before the features table existed
+            return None
+        return self._load(row[0]) if row else None
+
+    def feature_encoders(self) -> list[str]:
+        """Encoder ids that have cached features in this run, sorted."""
+        try:
+            return [r[0] for r in self._conn.execute("SELECT DISTINCT encoder_id FROM features ORDER BY encoder_id")]
+        except sqlite3.OperationalError:
+            return []
+
+    def reference_hash(self, name: str) -> str:
+        """Content hash of the images of reference ``name``."""
+        row = self._one("SELECT images_hash FROM refs WHERE name = ?", (name,))
+        if row is None:
+            raise InputError(f"name: no reference {name!r} in run {self.name!r}; known: {self.reference_names()}")
+        return row[0]
+
+    def add_features(self, content_hash: str, encoder_id: str, features: np.ndarray, encoder: Mapping[str, Any]) -> None:
+        """Cache features of the array ``content_hash`` computed by ``encoder_id``."""
+        self._analysis_writer().write_features(content_hash, encoder_id, features, encoder)
 
     # -- appending analysis results --------------------------------------------------------------------
     def _analysis_writer(self) -> RunWriter:

@@ -100,10 +100,18 @@ CREATE TABLE IF NOT EXISTS refs (
     created_at  REAL NOT NULL,
     meta        TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS features (
+    content_hash  TEXT NOT NULL,
+    encoder_id    TEXT NOT NULL,
+    features_hash TEXT NOT NULL REFERENCES arrays(hash),
+    encoder       TEXT NOT NULL,
+    created_at    REAL NOT NULL,
+    PRIMARY KEY (content_hash, encoder_id)
+);
 CREATE INDEX IF NOT EXISTS events_by_step ON events(step);
 """
 
-_APPEND_ONLY = ("runs", "sessions", "arrays", "snapshots", "snapshot_arrays", "scalars", "events", "refs")
+_APPEND_ONLY = ("runs", "sessions", "arrays", "snapshots", "snapshot_arrays", "scalars", "events", "refs", "features")
 
 
 def _append_only_triggers() -> str:
@@ -127,16 +135,26 @@ def connect_new(run_dir: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(run_dir / DB_NAME, isolation_level=None, check_same_thread=False)
     _configure(conn)
     conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("BEGIN IMMEDIATE")
-    for statement in (_TABLES + _append_only_triggers()).split(";\n"):
-        if statement.strip():
-            conn.execute(statement)
-    conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('format', ?)", (FORMAT_NAME,))
-    conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-    conn.execute("COMMIT")
+    ensure_schema(conn)
     check_format(conn, run_dir)
     return conn
+
+
+def ensure_schema(conn: sqlite3.Connection) -> None:
+    """Create every table, index and append-only trigger that is missing (idempotent; adds tables that newer
+    evolens versions introduced to runs written by older ones, never changes existing ones)."""
+    conn.execute("PRAGMA synchronous=NORMAL")
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in (_TABLES + _append_only_triggers()).split(";\n"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('format', ?)", (FORMAT_NAME,))
+        conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
 
 
 def connect_existing(run_dir: Path, *, readonly: bool) -> sqlite3.Connection:

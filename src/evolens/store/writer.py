@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import InputError, NotARunError, RunLockedError
 from .arrays import ArrayStore, StoredArray
-from .schema import DB_NAME, LOCK_NAME, connect_existing, connect_new
+from .schema import DB_NAME, LOCK_NAME, connect_existing, connect_new, ensure_schema
 
 try:  # POSIX advisory lock; released by the kernel when the holder dies, even by SIGKILL.
     import fcntl
@@ -115,7 +115,11 @@ class RunWriter:
             self.run_dir.mkdir(parents=True, exist_ok=True)
         if kind == "capture":
             self._acquire_lock()
-        self.conn = connect_new(self.run_dir) if state != "run" else connect_existing(self.run_dir, readonly=False)
+        if state == "run":
+            self.conn = connect_existing(self.run_dir, readonly=False)  # checks the format first
+            ensure_schema(self.conn)
+        else:
+            self.conn = connect_new(self.run_dir)
         self.arrays = ArrayStore(self.run_dir, fsync=fsync_arrays)
         config_json = to_json(dict(config or {}), "config")
         self._begin()
@@ -327,6 +331,25 @@ class RunWriter:
                 self.conn.execute("ROLLBACK")
             raise
         return True
+
+    def write_features(
+        self, content_hash: str, encoder_id: str, features: np.ndarray, encoder: Mapping[str, Any]
+    ) -> None:
+        """Cache ``features`` (n, d) of the array ``content_hash`` under ``encoder_id`` (first write wins)."""
+        record = self.arrays.put(features, name="features")
+        encoder_json = to_json(dict(encoder), "encoder")
+        self._begin()
+        try:
+            self._index_array(record)
+            self.conn.execute(
+                "INSERT OR IGNORE INTO features(content_hash, encoder_id, features_hash, encoder, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (content_hash, encoder_id, record.hash, encoder_json, time.time()),
+            )
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         """Close the database and release the writer lock. Safe to call twice."""

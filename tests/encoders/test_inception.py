@@ -1,0 +1,81 @@
+import numpy as np
+import pytest
+import torch
+
+from evolens import InputError
+from evolens.encoders import ENV_WEIGHTS, InceptionFIDEncoder, WeightsNotFoundError, get_encoder
+from evolens.encoders.inception import FIDInceptionV3, resize_tf1_bilinear
+
+from .reference_tools import torch_fidelity_module
+
+
+@pytest.fixture(scope="module")
+def random_weights(tmp_path_factory):
+    """FID Inception-v3 weights of the real layout, randomly initialised (batch-norm statistics included)."""
+    torch.manual_seed(0)
+    model = FIDInceptionV3()
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.1, 0.1)
+            module.running_var.uniform_(0.5, 1.5)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.1, 0.1)
+    path = tmp_path_factory.mktemp("weights") / "pt_inception-2015-12-05-6726825d.pth"
+    torch.save(model.state_dict(), path)
+    return path
+
+
+def test_features_match_torch_fidelity(random_weights):
+    reference_module = torch_fidelity_module("feature_extractor_inceptionv3")
+    reference = reference_module.FeatureExtractorInceptionV3(
+        "inception-v3-compat", ["2048"], feature_extractor_weights_path=str(random_weights)
+    )
+    images = torch.randint(0, 256, (3, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    (expected,) = reference(images)
+    encoder = InceptionFIDEncoder(path=random_weights, device="cpu")
+    ours = encoder.encode(images.numpy().astype(np.float32) / 255.0)
+    np.testing.assert_allclose(ours, expected.numpy(), rtol=1e-4, atol=1e-6)
+    # Grayscale input is replicated to RGB, as torch-fidelity's users must do themselves.
+    gray = images[:, :1]
+    (expected_gray,) = reference(gray.expand(-1, 3, -1, -1).contiguous())
+    np.testing.assert_allclose(encoder.encode(gray), expected_gray.numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_tf1_resize_matches_torch_fidelity():
+    interpolate = torch_fidelity_module("interpolate_compat_tensorflow").interpolate_bilinear_2d_like_tensorflow1x
+    pixels = torch.rand(2, 3, 28, 28, generator=torch.Generator().manual_seed(0)) * 255
+    for size in [(299, 299), (17, 40)]:
+        expected = interpolate(pixels, size=size, align_corners=False)
+        torch.testing.assert_close(resize_tf1_bilinear(pixels, size), expected, rtol=0, atol=1e-3)  # of 255
+
+
+def test_batch_size_does_not_change_features(random_weights):
+    encoder = InceptionFIDEncoder(path=random_weights, device="cpu")
+    images = np.random.default_rng(0).random((4, 3, 20, 20)).astype(np.float32)
+    np.testing.assert_allclose(encoder.encode(images, batch_size=1), encoder.encode(images, batch_size=4),
+                               rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("policy", ["pil-bicubic", "torch-bilinear"])
+def test_other_resize_policies(random_weights, policy):
+    encoder = InceptionFIDEncoder(path=random_weights, resize=policy, device="cpu")
+    features = encoder.encode(np.random.default_rng(0).random((2, 3, 16, 16)).astype(np.float32))
+    assert features.shape == (2, 2048) and np.isfinite(features).all() and policy in encoder.id
+
+
+def test_weights_from_env_dir(random_weights, monkeypatch):
+    monkeypatch.setenv(ENV_WEIGHTS, str(random_weights.parent))
+    assert get_encoder("inception-fid", device="cpu").weights_sha256 is not None
+    assert InceptionFIDEncoder.weights_status()[0]
+
+
+def test_missing_and_wrong_weights(tmp_path, monkeypatch):
+    monkeypatch.delenv(ENV_WEIGHTS, raising=False)
+    with pytest.raises(WeightsNotFoundError, match="pt_inception-2015-12-05-6726825d.pth"):
+        InceptionFIDEncoder(device="cpu")
+    wrong = tmp_path / "pt_inception-2015-12-05-6726825d.pth"
+    torch.save({"conv.weight": torch.zeros(1)}, wrong)
+    with pytest.raises(InputError, match="does not hold FID Inception-v3 weights"):
+        InceptionFIDEncoder(path=wrong, device="cpu")
+    with pytest.raises(InputError, match="resize: expected one of"):
+        InceptionFIDEncoder(path=wrong, resize="lanczos", device="cpu")
