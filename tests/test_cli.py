@@ -51,3 +51,18 @@ def test_console_script_is_installed():
     assert exe, "the evolens console script is not installed"
     out = subprocess.run([exe, "--help"], capture_output=True, text=True, check=True).stdout
     assert "runs" in out and "show" in out and "demo" in out
+
+
+def test_encoders_lists_weight_status(capsys):
+    assert main(["encoders"]) == 0
+    out = capsys.readouterr().out
+    assert "efficientnet-lite0" in out and "inception-fid" in out and "pixels" in out
+    row = next(line for line in out.splitlines() if line.startswith("efficientnet-lite0"))
+    assert row.split()[1] == "yes"
+
+
+def test_embed_twice_uses_the_cache(runs_dir, capsys):
+    assert main(["embed", str(runs_dir / "a"), "--encoder", "pixels", "--quiet"]) == 0
+    assert "2 computed, 0 cached" in capsys.readouterr().out
+    assert main(["embed", str(runs_dir / "a"), "--encoder", "pixels", "--quiet"]) == 0
+    assert "0 computed, 2 cached" in capsys.readouterr().out
