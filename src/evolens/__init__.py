@@ -14,6 +14,15 @@ from .store import Run, find_runs, open_run
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    # Analyses pull in the encoders (and their weights packages): loaded on first use, not on import.
+    if name == "analyze_run":
+        from .analysis import analyze_run
+
+        return analyze_run
+    raise AttributeError(f"module 'evolens' has no attribute {name!r}")
+
 __all__ = [
     "AtSteps",
     "Every",
@@ -28,6 +37,7 @@ __all__ = [
     "StepResult",
     "StoreIntegrityError",
     "__version__",
+    "analyze_run",
     "find_runs",
     "open_run",
 ]

@@ -4,6 +4,7 @@
     evolens show RUN          snapshots, scalars and events of one run
     evolens encoders          the encoders and whether their weights are present
     evolens embed RUN         embed a run's snapshots and references (cached)
+    evolens analyze RUN       quality metrics per snapshot (overall and per class), stored in the run
     evolens demo [--out DIR]  train the demo model under monitoring and print where the run is
 """
 
@@ -116,6 +117,34 @@ def cmd_embed(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from .analysis import analyze_run
+    from .store import open_run
+
+    kwargs = {"path": args.weights} if args.weights else {}
+    with open_run(args.run) as run:
+        result = analyze_run(run, args.encoder, reference=args.reference, by=None if args.overall else "label",
+                             metrics=args.metrics.split(","), progress=not args.quiet, **kwargs)
+    steps = sorted(result.values)
+    if not steps:
+        print("no snapshots analysed")
+        return 0
+    names = sorted({n for v in result.values.values() for n in v if "/class=" not in n})
+    rows = []
+    for name in names:
+        s, v = result.series(name)
+        rows.append([name, len(s), _fmt(v[0]), _fmt(v[-1]), _fmt(v.min()), int(s[v.argmin()])])
+    print(f"{result.encoder_id} vs reference {result.reference!r}: {len(steps)} snapshots, "
+          f"steps {steps[0]}..{steps[-1]}")
+    print(_table(["metric", "points", "first", "last", "min", "at step"], rows))
+    classes = sorted({n for v in result.values.values() for n in v if n.startswith("quality/fid/class=")})
+    if classes:
+        last = result.values[steps[-1]]
+        print("per-class FID at the last snapshot: " + ", ".join(
+            f"{n.split('=')[1]}: {last[n]:.2f}" for n in classes if n in last))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import train_demo
 
@@ -157,6 +186,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_embed)
+
+    p = sub.add_parser("analyze", help="quality metrics of every snapshot vs a reference set, stored in the run")
+    p.add_argument("run")
+    p.add_argument("--encoder", default="efficientnet-lite0")
+    p.add_argument("--weights", default=None, help="weights file or directory for the encoder")
+    p.add_argument("--reference", default="train")
+    p.add_argument("--metrics", default="fid,kid,prdc,vendi,cmmd")
+    p.add_argument("--overall", action="store_true", help="no per-class metrics")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("demo", help="train a small conditional VAE on MNIST-5k under monitoring (CPU, minutes)")
     p.add_argument("--out", default="runs/demo", help="parent directory of the new run (default: runs/demo)")
