@@ -140,6 +140,11 @@ def test_prdc_matches_brute_force_and_the_prdc_package(rng, k):
     assert again == ours
 
 
+def test_prdc_float32_features_agree_with_float64(rng):
+    real, fake = gaussians(rng, 400, 300, 64, shift=0.3)
+    assert prdc(real.astype(np.float32), fake.astype(np.float32), 5) == prdc(real, fake, 5)
+
+
 def test_prdc_of_identical_sets(rng):
     real = rng.standard_normal((100, 5))
     result = prdc(real, real.copy(), 5)

@@ -2,8 +2,9 @@
 
 Every nearest-neighbour metric (precision/recall, density/coverage, proximity to training data) reduces to
 streaming over blocks of the pairwise squared-distance matrix ``|x|² + |y|² - 2 x·y`` (one GEMM per block,
-float64 so that near-duplicates keep their ordering), so memory stays at ``row_block × col_block`` doubles
-however large the sets grow.
+in the inputs' dtype: float32 features use float32 GEMMs, twice as fast, with an absolute error of about
+1e-7 |x|², far below the gaps between neighbours in real feature sets; pass float64 for exact ties), so
+memory stays at ``row_block × col_block`` values however large the sets grow.
 """
 
 from __future__ import annotations
@@ -11,19 +12,23 @@ from __future__ import annotations
 from typing import Iterator
 
 import numpy as np
+import torch
 
 ROW_BLOCK = 1024
 COL_BLOCK = 8192
 
 
 def row_sq_norms(x: np.ndarray) -> np.ndarray:
-    """Squared L2 norm of each row, float64 (n,)."""
-    return np.einsum("ij,ij->i", x, x, dtype=np.float64)
+    """Squared L2 norm of each row (n,), accumulated in float64, returned in x's dtype."""
+    return np.einsum("ij,ij->i", x, x, dtype=np.float64).astype(x.dtype, copy=False)
 
 
 def sq_dist_block(x: np.ndarray, y: np.ndarray, x_sq: np.ndarray, y_sq: np.ndarray) -> np.ndarray:
-    """Squared distances (len(x), len(y)) from precomputed squared norms, clipped at 0."""
-    block = x_sq[:, None] + y_sq[None, :] - 2.0 * (x @ y.T)
+    """Squared distances (len(x), len(y)) from precomputed squared norms, clipped at 0 (in place, one buffer)."""
+    block = x @ y.T
+    block *= -2.0
+    block += x_sq[:, None]
+    block += y_sq[None, :]
     np.maximum(block, 0.0, out=block)
     return block
 
@@ -42,14 +47,18 @@ def kth_smallest_sq_dist(
     When ``reference`` is ``queries`` the query itself counts (distance 0): pass k + 1 for "k-th neighbour".
     """
     q_sq, r_sq = row_sq_norms(queries), row_sq_norms(reference)
-    out = np.empty(queries.shape[0], dtype=np.float64)
+    out = np.empty(queries.shape[0], dtype=queries.dtype)
     for rows in blocks(queries.shape[0], row_block):
-        best = np.full((rows.stop - rows.start, 0), np.inf)
+        best = np.full((rows.stop - rows.start, 0), np.inf, dtype=queries.dtype)
         for cols in blocks(reference.shape[0], col_block):
             block = sq_dist_block(queries[rows], reference[cols], q_sq[rows], r_sq[cols])
-            merged = np.concatenate([best, block], axis=1)
-            keep = min(k, merged.shape[1])
-            best = np.partition(merged, keep - 1, axis=1)[:, :keep]
+            keep = min(k, block.shape[1])
+            # torch.topk selects the k smallest per row in parallel over rows (np.partition is
+            # single-threaded and copies the block); only the k survivors are merged.
+            smallest = torch.topk(torch.from_numpy(block), keep, dim=1, largest=False, sorted=False).values.numpy()
+            best = np.concatenate([best, smallest], axis=1)
+            if best.shape[1] > k:
+                best = np.partition(best, k - 1, axis=1)[:, :k]
         out[rows] = best.max(axis=1)
     return out
 
@@ -60,10 +69,10 @@ def knn_sq(
     """The k nearest reference rows of each query: (squared distances (n_q, k) ascending, indices (n_q, k))."""
     q_sq, r_sq = row_sq_norms(queries), row_sq_norms(reference)
     n_q = queries.shape[0]
-    out_d = np.empty((n_q, k), dtype=np.float64)
+    out_d = np.empty((n_q, k), dtype=queries.dtype)
     out_i = np.empty((n_q, k), dtype=np.int64)
     for rows in blocks(n_q, row_block):
-        best_d = np.full((rows.stop - rows.start, 0), np.inf)
+        best_d = np.full((rows.stop - rows.start, 0), np.inf, dtype=queries.dtype)
         best_i = np.zeros((rows.stop - rows.start, 0), dtype=np.int64)
         for cols in blocks(reference.shape[0], col_block):
             block = sq_dist_block(queries[rows], reference[cols], q_sq[rows], r_sq[cols])
