@@ -154,6 +154,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
                         progress=not args.quiet)
     print(f"\ntrained {result.steps} steps in {result.seconds:.1f} s: train loss {result.train_loss:.2f}, "
           f"held-out loss {result.heldout_loss:.2f} nats/image; {result.snapshots} snapshots")
+    if not args.no_analysis:
+        from .analysis import analyze_run
+
+        print("\nanalysing every snapshot with digits-cnn features (trained once on first use, then cached) ...")
+        quality = analyze_run(run_dir, "digits-cnn", progress=not args.quiet)
+        steps, fids = quality.series("quality/fid")
+        _, precision = quality.series("quality/precision")
+        _, recall = quality.series("quality/recall")
+        print(f"FID vs the training digits: {fids[0]:.1f} at step {steps[0]} -> {fids[-1]:.1f} at step {steps[-1]} "
+              f"(best {fids.min():.1f} at step {steps[fids.argmin()]}); precision {precision[-1]:.2f}, "
+              f"recall {recall[-1]:.2f}")
+        last = quality.values[int(steps[-1])]
+        per_class = {n.split("=")[1]: v for n, v in last.items() if n.startswith("quality/fid/class=")}
+        if per_class:
+            worst = max(per_class, key=per_class.get)
+            print("per-class FID at the end: " + ", ".join(f"{c}: {v:.1f}" for c, v in sorted(per_class.items()))
+                  + f"  (worst: digit {worst})")
     print(f"sample grids: {run_dir / 'report'}")
     print(f"run directory: {run_dir}")
     print(f"next: evolens show {run_dir}")
@@ -204,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--no-analysis", action="store_true", help="skip the quality analysis after training")
     p.set_defaults(func=cmd_demo)
     return parser
 
