@@ -66,23 +66,29 @@ def kth_smallest_sq_dist(
 def knn_sq(
     queries: np.ndarray, reference: np.ndarray, k: int, *, row_block: int = ROW_BLOCK, col_block: int = COL_BLOCK
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The k nearest reference rows of each query: (squared distances (n_q, k) ascending, indices (n_q, k))."""
+    """The k nearest reference rows of each query: (squared distances (n_q, k) ascending, indices (n_q, k)).
+
+    Exact; per block, ``torch.topk`` keeps the k smallest (parallel over rows) and only those k per row are
+    merged with the running best, so memory is one block plus O(n_q k).
+    """
     q_sq, r_sq = row_sq_norms(queries), row_sq_norms(reference)
     n_q = queries.shape[0]
+    k = min(k, reference.shape[0])
     out_d = np.empty((n_q, k), dtype=queries.dtype)
     out_i = np.empty((n_q, k), dtype=np.int64)
     for rows in blocks(n_q, row_block):
-        best_d = np.full((rows.stop - rows.start, 0), np.inf, dtype=queries.dtype)
-        best_i = np.zeros((rows.stop - rows.start, 0), dtype=np.int64)
+        best_d = torch.empty((rows.stop - rows.start, 0), dtype=torch.from_numpy(q_sq[:1]).dtype)
+        best_i = torch.empty((rows.stop - rows.start, 0), dtype=torch.int64)
         for cols in blocks(reference.shape[0], col_block):
-            block = sq_dist_block(queries[rows], reference[cols], q_sq[rows], r_sq[cols])
-            merged_d = np.concatenate([best_d, block], axis=1)
-            merged_i = np.concatenate([best_i, np.broadcast_to(np.arange(cols.start, cols.stop), block.shape)], axis=1)
-            keep = min(k, merged_d.shape[1])
-            part = np.argpartition(merged_d, keep - 1, axis=1)[:, :keep]
-            best_d = np.take_along_axis(merged_d, part, axis=1)
-            best_i = np.take_along_axis(merged_i, part, axis=1)
-        order = np.argsort(best_d, axis=1, kind="stable")
-        out_d[rows] = np.take_along_axis(best_d, order, axis=1)
-        out_i[rows] = np.take_along_axis(best_i, order, axis=1)
+            block = torch.from_numpy(sq_dist_block(queries[rows], reference[cols], q_sq[rows], r_sq[cols]))
+            keep = min(k, block.shape[1])
+            values, index = torch.topk(block, keep, dim=1, largest=False, sorted=False)
+            best_d = torch.cat([best_d, values], dim=1)
+            best_i = torch.cat([best_i, index + cols.start], dim=1)
+            if best_d.shape[1] > k:
+                best_d, pick = torch.topk(best_d, k, dim=1, largest=False, sorted=False)
+                best_i = torch.gather(best_i, 1, pick)
+        best_d, order = torch.sort(best_d, dim=1, stable=True)
+        out_d[rows] = best_d.numpy()
+        out_i[rows] = torch.gather(best_i, 1, order).numpy()
     return out_d, out_i

@@ -1,0 +1,115 @@
+"""EvolutionaryTSNE on synthetic snapshots with a planted evolution (clusters appear, split and drift)."""
+
+import numpy as np
+import pytest
+
+from evolens import InputError
+from evolens.projection import (
+    EvolutionaryTSNE,
+    knn_recall,
+    planted_evolution,
+    temporal_stability,
+    trustworthiness,
+)
+
+
+@pytest.fixture(scope="module")
+def planted():
+    return planted_evolution(n_snapshots=5, n_points=240, dim=24, seed=0)
+
+
+@pytest.fixture(scope="module")
+def fitted(planted):
+    snapshots, ids, _, reference = planted
+    return {w: EvolutionaryTSNE(alignment_weight=w, random_state=0).fit(snapshots, ids, reference=reference)
+            for w in (0.0, 1.0)}
+
+
+def test_alignment_makes_the_map_temporally_stable(fitted):
+    loose, aligned = fitted[0.0].scores(), fitted[1.0].scores()
+    # Instances move less between snapshots with the alignment term: at least halved on this data.
+    assert aligned["temporal_stability"] < 0.5 * loose["temporal_stability"]
+
+
+def test_neighbourhoods_are_preserved(fitted):
+    scores = fitted[1.0].scores()
+    assert scores["trustworthiness"] > 0.85, scores
+    assert scores["knn_recall"] > 0.2, scores  # random maps score k/n ~ 0.04 here
+
+
+def test_reference_and_snapshots_share_the_map(fitted, planted):
+    model = fitted[1.0]
+    snapshots, _, labels, reference = planted
+    assert model.reference_embedding_.shape == (reference.shape[0], 2)
+    assert [e.shape for e in model.embedding_] == [(240, 2)] * 5
+    # The last snapshot is near the data: its points' nearest reference points sit close on the map too.
+    last = model.embedding_[-1]
+    gaps = np.linalg.norm(last[:, None] - model.reference_embedding_[None], axis=-1).min(axis=1)
+    first = np.linalg.norm(model.embedding_[0][:, None] - model.reference_embedding_[None], axis=-1).min(axis=1)
+    assert np.median(gaps) < np.median(first)
+
+
+def test_extend_leaves_earlier_points_unchanged(planted):
+    snapshots, ids, _, reference = planted
+    model = EvolutionaryTSNE(random_state=0).fit(snapshots[:4], ids[:4], reference=reference)
+    before = [e.copy() for e in model.embedding_]
+    before_ref = model.reference_embedding_.copy()
+    placed = model.extend(snapshots[4], ids[4])
+    assert placed.shape == (240, 2) and np.isfinite(placed).all()
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.embedding_[:4]))
+    assert np.array_equal(before_ref, model.reference_embedding_)
+    assert len(model.embedding_) == 5
+    # A snapshot equal to the last one lands much nearer to it than the untrained first snapshot does.
+    again = model.extend(snapshots[4], ids[4])
+    unrelated = model.extend(snapshots[0], ids[0])
+    assert np.linalg.norm(again - placed, axis=1).mean() < 0.5 * np.linalg.norm(unrelated - again, axis=1).mean()
+
+
+@pytest.mark.parametrize("layout", ["rectilinear", "radial"])
+def test_banded_layouts_order_the_snapshots(planted, layout):
+    snapshots, ids, _, reference = planted
+    model = EvolutionaryTSNE(layout=layout, random_state=0).fit(snapshots, ids, reference=reference)
+    if layout == "rectilinear":
+        position = [e[:, 0].mean() for e in model.embedding_]
+    else:
+        centre = model._centre
+        position = [np.linalg.norm(e - centre, axis=1).mean() for e in model.embedding_]
+    assert np.all(np.diff(position) > 0), position  # bands left to right, rings inside out
+    assert model.scores()["trustworthiness"] > 0.8
+
+
+def test_quality_functions():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((200, 5))
+    assert knn_recall(x, x[:, :2] * 0 + x[:, :2], k=5) < 1.0
+    assert knn_recall(np.c_[x[:, :2], np.zeros((200, 3))], x[:, :2], k=5) == pytest.approx(1.0)
+    assert trustworthiness(np.c_[x[:, :2], np.zeros((200, 3))], x[:, :2], k=5) == pytest.approx(1.0)
+    embeddings = [x[:, :2], x[:, :2] + 1.0]
+    ids = [np.arange(200), np.arange(200)]
+    scale = np.sqrt(((np.concatenate(embeddings) - np.concatenate(embeddings).mean(0)) ** 2).sum(1).mean())
+    assert temporal_stability(embeddings, ids) == pytest.approx(np.sqrt(2) / scale)
+    assert temporal_stability([x[:, :2], x[:, :2]], ids) == 0.0
+
+
+@pytest.mark.parametrize(
+    "kwargs, call, match",
+    [
+        ({"layout": "spiral"}, None, "layout: expected one of"),
+        ({"alignment_weight": -1}, None, "alignment_weight: expected a non-negative number"),
+        ({}, lambda m, s, i: m.fit(s, i[:2]), r"instance_ids: expected one id array per snapshot \(3\)"),
+        ({}, lambda m, s, i: m.fit([s[0], s[1][:, :3]], i[:2]), r"snapshots\[1\]: expected 24 feature dimensions"),
+        ({}, lambda m, s, i: m.fit([np.full_like(s[0], np.nan)], i[:1]), "finite"),
+        ({}, lambda m, s, i: m.fit(s[:1], [i[0][:5]]), r"instance_ids\[0\]: expected shape \(240,\)"),
+        ({}, lambda m, s, i: m.extend(s[0], i[0]), "call fit"),
+        ({"perplexity": 300}, None, "lower perplexity"),
+    ],
+    ids=["layout", "weight", "ids-count", "dims", "nan", "ids-shape", "extend-before-fit", "too-few-points"],
+)
+def test_bad_input(planted, kwargs, call, match):
+    snapshots, ids, _, _ = planted
+    model = EvolutionaryTSNE(**kwargs)
+    with pytest.raises(InputError, match=match):
+        if call is None:
+            model.fit(snapshots[:3], ids[:3])
+        else:
+            call(model, snapshots[:3], ids[:3])
