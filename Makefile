@@ -27,7 +27,11 @@ test: setup
 	$(PY) -m pytest -q
 
 bench: setup
+	$(PY) -m pip install -e '.[dev,bench]'
 	$(PY) benchmarks/monitor_overhead.py
+	$(PY) benchmarks/encoders.py
+	$(PY) benchmarks/metrics.py
+	$(PY) benchmarks/projection.py
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info src/*.egg-info
