@@ -57,6 +57,17 @@ class _HFEncoder(Encoder):
     def _resolve(self, path: str | os.PathLike | None) -> Path:
         return resolve_weights(self.dirnames, path=path, how_to_get=self.how_to_get, directory=True)
 
+    def _load(self, path: str | os.PathLike | None, model_class: str, what: str) -> tuple[Any, Path]:
+        """Resolve the directory and load ``transformers.<model_class>`` from it, offline, onto the device."""
+        folder = self._resolve(path)
+        try:
+            model = getattr(_transformers(), model_class).from_pretrained(folder, local_files_only=True)
+        except (OSError, ValueError) as exc:
+            raise InputError(f"path: {str(folder)!r} is not a loadable {what} model directory ({exc})") from exc
+        self.model = model.to(self.device).eval().requires_grad_(False)
+        self.weights_sha256 = weights_hash(folder)
+        return model, folder
+
     @classmethod
     def weights_status(cls, path: str | os.PathLike | None = None, **_: object) -> tuple[bool, str]:
         try:
@@ -82,19 +93,12 @@ class CLIPEncoder(_HFEncoder):
 
     def __init__(self, path: str | os.PathLike | None = None, device: str | torch.device | None = None) -> None:
         super().__init__(device)
-        transformers = _transformers()
-        folder = self._resolve(path)
-        try:
-            model = transformers.CLIPModel.from_pretrained(folder, local_files_only=True)
-        except (OSError, ValueError) as exc:
-            raise InputError(f"path: {str(folder)!r} is not a loadable CLIP model directory ({exc})") from exc
-        self.model = model.to(self.device).eval().requires_grad_(False)
+        model, folder = self._load(path, "CLIPModel", "CLIP")
         size = model.config.vision_config.image_size
         self.input_size = (size, size)
         self.mean, self.std = _preprocessor_stats(folder, CLIP_MEAN, CLIP_STD)
         self.dim = model.config.projection_dim
         self.folder = folder
-        self.weights_sha256 = weights_hash(folder)
         self._tokenizer = None
 
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
@@ -147,21 +151,14 @@ class DINOv2Encoder(_HFEncoder):
     def __init__(self, path: str | os.PathLike | None = None, image_size: int = 224,
                  device: str | torch.device | None = None) -> None:
         super().__init__(device)
-        transformers = _transformers()
-        folder = self._resolve(path)
-        try:
-            model = transformers.AutoModel.from_pretrained(folder, local_files_only=True)
-        except (OSError, ValueError) as exc:
-            raise InputError(f"path: {str(folder)!r} is not a loadable DINOv2 model directory ({exc})") from exc
+        model, folder = self._load(path, "AutoModel", "DINOv2")
         if model.config.model_type != "dinov2":
             raise InputError(f"path: expected a DINOv2 model directory, found model_type={model.config.model_type!r}")
-        self.model = model.to(self.device).eval().requires_grad_(False)
         patch = model.config.patch_size
         side = max(patch, int(round(image_size / patch)) * patch)
         self.input_size = (side, side)
         self.mean, self.std = _preprocessor_stats(folder, IMAGENET_MEAN, IMAGENET_STD)
         self.dim = model.config.hidden_size
-        self.weights_sha256 = weights_hash(folder)
 
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
         return self.model(pixel_values=batch).pooler_output
