@@ -1,4 +1,14 @@
-"""Metrics: pure functions on feature arrays. ``quality`` now; proximity, attributes and collapse follow."""
+"""Metrics: pure functions on feature arrays: ``quality`` and ``proximity``; attributes and collapse follow."""
+
+from .proximity import (
+    TrainHeldoutGap,
+    copy_rate,
+    nearest_neighbors,
+    nn_divergence,
+    sample_split_distance,
+    standardize_images,
+    train_heldout_gap,
+)
 
 from .quality import (
     PRDC,
@@ -18,6 +28,13 @@ from .quality import (
 )
 
 __all__ = [
+    "TrainHeldoutGap",
+    "copy_rate",
+    "nearest_neighbors",
+    "nn_divergence",
+    "sample_split_distance",
+    "standardize_images",
+    "train_heldout_gap",
     "FeatureStatistics",
     "PRDC",
     "check_features",
