@@ -5,6 +5,7 @@
     evolens encoders          the encoders and whether their weights are present
     evolens embed RUN         embed a run's snapshots and references (cached)
     evolens analyze RUN       quality metrics per snapshot (overall and per class), stored in the run
+    evolens experiment NAME   run a paper reproduction (biased-generalization)
     evolens demo [--out DIR]  train the demo model under monitoring and print where the run is
 """
 
@@ -145,6 +146,14 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_experiment(args: argparse.Namespace) -> int:
+    if args.name == "biased-generalization":
+        from .experiments.biased_generalization import main as experiment_main
+
+        return experiment_main(args.rest)
+    raise AssertionError(args.name)  # argparse restricts the choices
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import train_demo
 
@@ -213,6 +222,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overall", action="store_true", help="no per-class metrics")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser("experiment", help="run a paper reproduction (e.g. biased-generalization)")
+    p.add_argument("name", choices=["biased-generalization"])
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="options of the experiment (--help for them)")
+    p.set_defaults(func=cmd_experiment)
 
     p = sub.add_parser("demo", help="train a small conditional VAE on MNIST-5k under monitoring (CPU, minutes)")
     p.add_argument("--out", default="runs/demo", help="parent directory of the new run (default: runs/demo)")

@@ -1,0 +1,1 @@
+"""One-command experiments: ``python -m experiments.<name>`` (thin wrappers over ``evolens.experiments``)."""
