@@ -156,7 +156,8 @@ def plot_seed(result: SeedResult, path: Path) -> str:
     top.set_ylabel("split distance", color="tab:blue")
     twin = top.twinx()
     twin.plot(result.steps, result.test_loss, "s--", color="tab:red", label="held-out denoising loss")
-    twin.set_ylabel("held-out loss", color="tab:red")
+    twin.set_ylabel("held-out loss (log scale)", color="tab:red")
+    twin.set_yscale("log")  # the loss keeps falling slowly after its early drop: visible on a log axis only
     for tau, colour, name in ((result.tau_cos, "tab:blue", "τ_cos"), (result.tau_loss, "tab:red", "τ_loss")):
         if tau is not None:
             top.axvline(tau, color=colour, alpha=0.4)
