@@ -1,4 +1,16 @@
-"""Metrics: pure functions on feature arrays: ``quality`` and ``proximity``; attributes and collapse follow."""
+"""Metrics: pure functions on arrays: ``quality``, ``proximity`` and ``attributes``; collapse follows."""
+
+from .attributes import (
+    attribute_distribution,
+    attribute_divergence,
+    kl_divergence,
+    labels_from_classifier,
+    labels_from_prompts,
+    preservation_rate,
+    rfair,
+    target_success_rate,
+    total_variation,
+)
 
 from .proximity import (
     TrainHeldoutGap,
@@ -28,6 +40,15 @@ from .quality import (
 )
 
 __all__ = [
+    "attribute_distribution",
+    "attribute_divergence",
+    "kl_divergence",
+    "labels_from_classifier",
+    "labels_from_prompts",
+    "preservation_rate",
+    "rfair",
+    "target_success_rate",
+    "total_variation",
     "TrainHeldoutGap",
     "copy_rate",
     "nearest_neighbors",
