@@ -117,6 +117,13 @@ class Monitor:
         seed: seed of the global RNG while sampling when ``probes`` is None.
         name, config: stored with the run when it is created.
         device: if given, probes are moved to this device once, before the first snapshot.
+        on_snapshot: callables ``fn(monitor, step, arrays) -> {name: value} | None`` run after each snapshot
+            (arrays: the stored numpy arrays, ``samples`` first); returned values are logged as scalars at
+            that step, so rules can watch them (e.g. an attribute-preservation rate).
+        rules: ``evolens.detect`` rules checked after each snapshot; each fires at most once per run.
+        on_alert: what a fired rule does besides being recorded: ``"log"`` (nothing more), ``"pause"``
+            (``StepResult.should_pause``; rules with ``pause=True`` always pause), or a callable
+            ``fn(alert, monitor)``.
     """
 
     def __init__(
@@ -132,6 +139,9 @@ class Monitor:
         name: str | None = None,
         config: Mapping[str, Any] | None = None,
         device: str | torch.device | None = None,
+        on_snapshot: Sequence[Callable[..., Mapping[str, float] | None]] = (),
+        rules: Sequence[Any] = (),
+        on_alert: str | Callable[..., Any] = "log",
     ) -> None:
         if not callable(sample_fn):
             raise InputError(f"sample_fn: expected a callable sample_fn(probes) -> samples, received {describe(sample_fn)}")
@@ -139,6 +149,18 @@ class Monitor:
             raise InputError(f"probes: expected an evolens.Probes, received {describe(probes)}")
         if checkpoint is not None and not callable(checkpoint):
             raise InputError(f"checkpoint: expected a callable checkpoint(step) -> path, received {describe(checkpoint)}")
+        from ..detect.rules import Rule
+
+        if not all(callable(fn) for fn in on_snapshot):
+            raise InputError(f"on_snapshot: expected callables fn(monitor, step, arrays), received {describe(on_snapshot)}")
+        if not all(isinstance(rule, Rule) for rule in rules):
+            raise InputError(f"rules: expected evolens.detect rules (Threshold, Trend, ...), received {describe(rules)}")
+        if not (callable(on_alert) or on_alert in ("log", "pause")):
+            raise InputError(f"on_alert: expected 'log', 'pause' or a callable fn(alert, monitor), received {on_alert!r}")
+        names = [rule.name for rule in rules]
+        if len(set(names)) != len(names):
+            raise InputError(f"rules: expected distinct rule names, received {names}")
+        self.on_snapshot, self.rules, self.on_alert = list(on_snapshot), list(rules), on_alert
         self.schedule = as_schedule(every)
         self.sample_fn = sample_fn
         self.probes = probes
@@ -151,6 +173,7 @@ class Monitor:
             "probes": probes.describe() if probes is not None else None,
             **dict(config or {}),
         }
+        self._reader: Run | None = None  # opened on the first rule check
         self._writer = RunWriter(run_dir, kind="capture", name=name, config=run_config)
         self.run_dir = self._writer.run_dir
         self._captured = set(self._writer.captured_steps())
@@ -159,6 +182,8 @@ class Monitor:
         self._check_resume_probes()
         self._last_step: int | None = None
         self._warned_nonfinite: set[str] = set()
+        fired = self._writer.conn.execute("SELECT kind FROM events WHERE kind LIKE 'alert:%'").fetchall()
+        self._fired = {kind[len("alert:"):] for (kind,) in fired}  # a resumed run does not fire a rule twice
         if self._captured:
             last = max(self._captured)
             self._writer.write_event(
@@ -207,8 +232,9 @@ class Monitor:
             self._log(step, scalars)
         result = StepResult(step)
         if self.schedule(step) and step not in self._captured:
-            result.capture_seconds = self._capture(step)
+            result.capture_seconds, arrays = self._capture(step)
             result.captured = True
+            self._after_snapshot(step, arrays, result)
         return result
 
     def log(self, step: int | None = None, **scalars: float) -> None:
@@ -228,7 +254,8 @@ class Monitor:
         step = check_step(step)
         if step in self._captured:
             return False
-        self._capture(step)
+        _, arrays = self._capture(step)
+        self._after_snapshot(step, arrays, StepResult(step, captured=True))
         return True
 
     def event(
@@ -237,6 +264,10 @@ class Monitor:
         """Append an event (intervention, note, alert) to the run; ``step`` defaults to the last step."""
         step = self._last_step if step is None else check_step(step)
         return self._writer.write_event(kind, message, step=step, level=level, data=data)
+
+    def record_intervention(self, message: str, *, step: int | None = None, **data: Any) -> int:
+        """Record an intervention (e.g. ``added=500, what="thick 6s"``) on the run's timeline; returns its id."""
+        return self.event("intervention", message, step=step, level="info", data=data)
 
     def add_reference(self, name: str, images: Any, labels: Any = None, meta: Mapping | None = None) -> bool:
         """Store a reference data set (e.g. the training data) in the run; see ``Run.add_reference``."""
@@ -249,6 +280,9 @@ class Monitor:
 
     def close(self) -> None:
         """Release the run (the writer lock and the database). Safe to call twice."""
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
         self._writer.close()
 
     def __enter__(self) -> "Monitor":
@@ -321,7 +355,36 @@ class Monitor:
                 data={"n_nonfinite": n_nonfinite, "fraction": fraction},
             )
             warnings.warn(f"evolens: {message}", RuntimeWarning, stacklevel=3)
-        return time.perf_counter() - start
+        return time.perf_counter() - start, arrays
+
+    def _after_snapshot(self, step: int, arrays: Mapping[str, np.ndarray], result: StepResult) -> None:
+        """Run the snapshot hooks (their values become scalars), then the rules; record and act on alerts."""
+        for fn in self.on_snapshot:
+            values = fn(self, step, arrays)
+            if values:
+                self._log(step, values)
+        if not self.rules:
+            return
+        if self._reader is None:
+            self._reader = Run(self.run_dir)
+        for rule in self.rules:
+            if rule.name in self._fired or rule.metric not in self._reader.scalar_names():
+                continue
+            alert = rule.check(*self._reader.scalars(rule.metric))
+            if alert is None:
+                continue
+            self._fired.add(rule.name)
+            pause = alert.pause or self.on_alert == "pause"
+            checkpoint = self._reader.snapshot(step).checkpoint_path
+            self._writer.write_event(f"alert:{rule.name}", alert.message, step=step, level="alert",
+                                     data={**alert.as_data(), "pause": pause, "checkpoint": checkpoint})
+            result.alerts.append(alert)
+            if callable(self.on_alert):
+                self.on_alert(alert, self)
+            if pause:
+                result.should_pause = True
+                self._writer.write_event("pause", f"training paused at step {step} by {rule.name}", step=step,
+                                         data={"rule": rule.name, "checkpoint": checkpoint})
 
     def _check_samples(self, samples: np.ndarray) -> None:
         if samples.ndim < 2:

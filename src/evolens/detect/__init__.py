@@ -1,5 +1,6 @@
 """Detectors: rules over stored metric series that emit events (alerts) to the run."""
 
 from .onset import BiasedGeneralizationOnset, OnsetReport
+from .rules import Alert, Rule, Threshold, Trend
 
-__all__ = ["BiasedGeneralizationOnset", "OnsetReport"]
+__all__ = ["Alert", "BiasedGeneralizationOnset", "OnsetReport", "Rule", "Threshold", "Trend"]

@@ -1,0 +1,101 @@
+"""Rules over metric series: a threshold crossing and a sustained trend. Each fires at most once per run.
+
+A rule looks at the stored series of one scalar (``run.scalars(metric)``) after every snapshot and returns
+an ``Alert`` the first time its condition holds; the Monitor writes the alert to the run as an event and, if
+the rule asks for it, tells the training loop to pause (``StepResult.should_pause``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+
+__all__ = ["Alert", "Rule", "Threshold", "Trend"]
+
+
+@dataclass(frozen=True)
+class Alert:
+    """A fired rule: which rule, at which step, on which metric and value, and whether to pause."""
+
+    rule: str
+    step: int
+    metric: str
+    value: float
+    message: str
+    pause: bool
+
+    def as_data(self) -> dict[str, Any]:
+        """JSON-serialisable form stored with the event."""
+        return {"rule": self.rule, "metric": self.metric, "value": self.value, "pause": self.pause}
+
+
+class Rule:
+    """Base class: ``check(steps, values) -> Alert | None`` over the full series so far."""
+
+    def __init__(self, metric: str, *, pause: bool = False, name: str | None = None) -> None:
+        if not isinstance(metric, str) or not metric:
+            raise InputError(f"metric: expected a scalar name such as 'quality/fid', received {metric!r}")
+        self.metric = metric
+        self.pause = bool(pause)
+        self.name = name or f"{type(self).__name__.lower()}:{metric}"
+
+    def check(self, steps: np.ndarray, values: np.ndarray) -> Alert | None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class Threshold(Rule):
+    """Fires when the latest value is above ``above`` or below ``below`` (exactly one of them)."""
+
+    def __init__(self, metric: str, *, above: float | None = None, below: float | None = None, pause: bool = False,
+                 name: str | None = None) -> None:
+        if (above is None) == (below is None):
+            raise InputError("above, below: expected exactly one of them")
+        super().__init__(metric, pause=pause, name=name)
+        self.above, self.below = above, below
+
+    def check(self, steps: np.ndarray, values: np.ndarray) -> Alert | None:
+        if values.size == 0 or not np.isfinite(values[-1]):
+            return None
+        value = float(values[-1])
+        if self.above is not None and value > self.above:
+            condition = f"above {self.above:g}"
+        elif self.below is not None and value < self.below:
+            condition = f"below {self.below:g}"
+        else:
+            return None
+        return Alert(self.name, int(steps[-1]), self.metric, value,
+                     f"{self.metric} = {value:.4g} is {condition} at step {int(steps[-1])}", self.pause)
+
+
+class Trend(Rule):
+    """Fires when the last ``snapshots`` values move monotonically ``direction`` ("up"/"down") by at least
+    ``min_change`` in total (absolute units of the metric): a sustained drift, not one noisy point."""
+
+    def __init__(self, metric: str, *, direction: str = "up", snapshots: int = 3, min_change: float = 0.0,
+                 pause: bool = False, name: str | None = None) -> None:
+        if direction not in ("up", "down"):
+            raise InputError(f"direction: expected 'up' or 'down', received {direction!r}")
+        if isinstance(snapshots, bool) or not isinstance(snapshots, int) or snapshots < 2:
+            raise InputError(f"snapshots: expected an integer >= 2, received {snapshots!r}")
+        if min_change < 0:
+            raise InputError(f"min_change: expected a non-negative number, received {min_change!r}")
+        super().__init__(metric, pause=pause, name=name)
+        self.direction, self.snapshots, self.min_change = direction, snapshots, float(min_change)
+
+    def check(self, steps: np.ndarray, values: np.ndarray) -> Alert | None:
+        finite = np.isfinite(values)
+        steps, values = steps[finite], values[finite]
+        if values.size < self.snapshots:
+            return None
+        window = values[-self.snapshots:]
+        diffs = np.diff(window) * (1 if self.direction == "up" else -1)
+        change = float((window[-1] - window[0]) * (1 if self.direction == "up" else -1))
+        if np.all(diffs > 0) and change >= self.min_change:
+            return Alert(self.name, int(steps[-1]), self.metric, float(window[-1]),
+                         f"{self.metric} went {self.direction} for {self.snapshots} snapshots "
+                         f"({window[0]:.4g} -> {window[-1]:.4g}) by step {int(steps[-1])}", self.pause)
+        return None
