@@ -5,7 +5,7 @@
     evolens encoders          the encoders and whether their weights are present
     evolens embed RUN         embed a run's snapshots and references (cached)
     evolens analyze RUN       quality metrics per snapshot (overall and per class), stored in the run
-    evolens experiment NAME   run a paper reproduction (biased-generalization)
+    evolens experiment NAME   run a paper reproduction (biased-generalization, attribute-bias)
     evolens demo [--out DIR]  train the demo model under monitoring and print where the run is
 """
 
@@ -149,9 +149,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 def cmd_experiment(args: argparse.Namespace) -> int:
     if args.name == "biased-generalization":
         from .experiments.biased_generalization import main as experiment_main
-
-        return experiment_main(args.rest)
-    raise AssertionError(args.name)  # argparse restricts the choices
+    else:
+        from .experiments.attribute_bias import main as experiment_main
+    return experiment_main(args.rest)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -224,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("experiment", help="run a paper reproduction (e.g. biased-generalization)")
-    p.add_argument("name", choices=["biased-generalization"])
+    p.add_argument("name", choices=["biased-generalization", "attribute-bias"])
     p.add_argument("rest", nargs=argparse.REMAINDER, help="options of the experiment (--help for them)")
     p.set_defaults(func=cmd_experiment)
 

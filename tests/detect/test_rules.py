@@ -18,6 +18,14 @@ def test_threshold_fires_at_the_crossing():
     assert fired[3].value == 0.75 and "below 0.8" in fired[3].message
 
 
+def test_min_step_ignores_warm_up():
+    rule = Threshold("attr/preservation", below=0.5, min_step=100)
+    assert rule.check([0, 50], [0.0, 0.9]) is None  # the untrained model at step 0 does not count
+    assert rule.check([0, 50, 100], [0.0, 0.9, 0.4]).step == 100
+    with pytest.raises(InputError, match="min_step"):
+        Threshold("m", above=1, min_step=-1)
+
+
 def test_trend_needs_a_sustained_move_not_noise():
     rng = np.random.default_rng(0)
     steps = np.arange(20)

@@ -34,16 +34,28 @@ class Alert:
 
 
 class Rule:
-    """Base class: ``check(steps, values) -> Alert | None`` over the full series so far."""
+    """Base class: ``check(steps, values) -> Alert | None`` over the full series so far.
 
-    def __init__(self, metric: str, *, pause: bool = False, name: str | None = None) -> None:
+    ``min_step``: values logged before this step are ignored (an untrained model fails every check).
+    """
+
+    def __init__(self, metric: str, *, pause: bool = False, name: str | None = None, min_step: int = 0) -> None:
         if not isinstance(metric, str) or not metric:
             raise InputError(f"metric: expected a scalar name such as 'quality/fid', received {metric!r}")
+        if isinstance(min_step, bool) or not isinstance(min_step, int) or min_step < 0:
+            raise InputError(f"min_step: expected a non-negative integer, received {min_step!r}")
         self.metric = metric
         self.pause = bool(pause)
+        self.min_step = min_step
         self.name = name or f"{type(self).__name__.lower()}:{metric}"
 
-    def check(self, steps: np.ndarray, values: np.ndarray) -> Alert | None:  # pragma: no cover - abstract
+    def check(self, steps: Any, values: Any) -> Alert | None:
+        """The alert if the rule holds on the series (steps, values) so far, else None."""
+        steps, values = np.asarray(steps), np.asarray(values, dtype=np.float64)
+        keep = steps >= self.min_step
+        return self._check(steps[keep], values[keep])
+
+    def _check(self, steps: np.ndarray, values: np.ndarray) -> Alert | None:  # pragma: no cover - abstract
         raise NotImplementedError
 
 
@@ -51,13 +63,13 @@ class Threshold(Rule):
     """Fires when the latest value is above ``above`` or below ``below`` (exactly one of them)."""
 
     def __init__(self, metric: str, *, above: float | None = None, below: float | None = None, pause: bool = False,
-                 name: str | None = None) -> None:
+                 name: str | None = None, min_step: int = 0) -> None:
         if (above is None) == (below is None):
             raise InputError("above, below: expected exactly one of them")
-        super().__init__(metric, pause=pause, name=name)
+        super().__init__(metric, pause=pause, name=name, min_step=min_step)
         self.above, self.below = above, below
 
-    def check(self, steps: np.ndarray, values: np.ndarray) -> Alert | None:
+    def _check(self, steps: np.ndarray, values: np.ndarray) -> Alert | None:
         if values.size == 0 or not np.isfinite(values[-1]):
             return None
         value = float(values[-1])
@@ -76,17 +88,17 @@ class Trend(Rule):
     ``min_change`` in total (absolute units of the metric): a sustained drift, not one noisy point."""
 
     def __init__(self, metric: str, *, direction: str = "up", snapshots: int = 3, min_change: float = 0.0,
-                 pause: bool = False, name: str | None = None) -> None:
+                 pause: bool = False, name: str | None = None, min_step: int = 0) -> None:
         if direction not in ("up", "down"):
             raise InputError(f"direction: expected 'up' or 'down', received {direction!r}")
         if isinstance(snapshots, bool) or not isinstance(snapshots, int) or snapshots < 2:
             raise InputError(f"snapshots: expected an integer >= 2, received {snapshots!r}")
         if min_change < 0:
             raise InputError(f"min_change: expected a non-negative number, received {min_change!r}")
-        super().__init__(metric, pause=pause, name=name)
+        super().__init__(metric, pause=pause, name=name, min_step=min_step)
         self.direction, self.snapshots, self.min_change = direction, snapshots, float(min_change)
 
-    def check(self, steps: np.ndarray, values: np.ndarray) -> Alert | None:
+    def _check(self, steps: np.ndarray, values: np.ndarray) -> Alert | None:
         finite = np.isfinite(values)
         steps, values = steps[finite], values[finite]
         if values.size < self.snapshots:
