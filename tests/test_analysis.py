@@ -87,3 +87,22 @@ def test_cli_analyze(digit_run, capsys):
     out = capsys.readouterr().out
     assert "quality/fid" in out and "per-class FID at the last snapshot" in out
     assert main(["analyze", str(digit_run), "--encoder", "nope", "--quiet"]) == 2
+
+
+def test_analyze_attributes_with_a_classifier(digit_run):
+    from evolens.analysis import analyze_attributes
+
+    class ByBrightness:  # attribute: 1 if the image is bright on average, else 0
+        def classify(self, images):
+            return (np.asarray(images).reshape(len(images), -1).mean(axis=1) > 0.3).astype(np.int64)
+
+    result = analyze_attributes(digit_run, ByBrightness(), majority=1, minority=0)
+    run = evolens.open_run(digit_run)
+    # Step 0 is uniform noise (mean 0.5, all bright); step 2 is real digits, distributed like the reference.
+    assert result[0]["attr/share/value=1"] == 1.0 and result[0]["attr/rfair"] == float("inf")
+    assert result[2]["attr/divergence_tv"] < result[0]["attr/divergence_tv"]
+    reference = ByBrightness().classify(run.reference("train").images)
+    expected = abs(np.mean(ByBrightness().classify(run.samples(2))) - reference.mean())
+    assert result[2]["attr/divergence_tv"] == pytest.approx(expected)
+    assert run.scalars("attr/divergence_tv")[0].tolist() == [0, 1, 2]
+    assert "attr/target_success" in result[2]

@@ -17,10 +17,10 @@ __version__ = "0.1.0"
 
 def __getattr__(name: str):
     # Analyses pull in the encoders (and their weights packages): loaded on first use, not on import.
-    if name == "analyze_run":
-        from .analysis import analyze_run
+    if name in ("analyze_run", "analyze_attributes"):
+        from . import analysis
 
-        return analyze_run
+        return getattr(analysis, name)
     raise AttributeError(f"module 'evolens' has no attribute {name!r}")
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "StepResult",
     "StoreIntegrityError",
     "__version__",
+    "analyze_attributes",
     "analyze_run",
     "find_runs",
     "open_run",

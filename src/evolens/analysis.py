@@ -19,7 +19,7 @@ from .errors import InputError
 from .metrics import quality
 from .store.reader import Run, open_run
 
-__all__ = ["QUALITY_METRICS", "QualityAnalysis", "analyze_run"]
+__all__ = ["QUALITY_METRICS", "QualityAnalysis", "analyze_attributes", "analyze_run"]
 
 QUALITY_METRICS = ("fid", "kid", "prdc", "vendi", "cmmd")
 PRECISION_RECALL_K = 3  # Kynkäänniemi et al. 2019
@@ -185,3 +185,60 @@ def _metric_first(name: str) -> str:
     if len(parts) == 3 and parts[1].startswith("class="):
         return f"{parts[0]}/{parts[2]}/{parts[1]}"
     return name
+
+
+def analyze_attributes(
+    run: Run | str | os.PathLike,
+    classifier: Any,
+    *,
+    reference: str | None = "train",
+    majority: int | None = None,
+    minority: int | None = None,
+    steps: Sequence[int] | None = None,
+    store: bool = True,
+) -> dict[int, dict[str, float]]:
+    """Attribute metrics of every snapshot, labels from ``classifier`` (``classify()`` or a callable).
+
+    Per snapshot: the share of each attribute value (``attr/share/value=<v>``); total variation from the
+    reference set's attribute distribution (``attr/divergence_tv``, the reference labelled by the same
+    classifier); when the snapshot stores target labels, the target success rate (``attr/target_success``) and
+    the mean per-target-class TV divergence (``attr/divergence_tv_by_class``); with ``majority``/``minority``,
+    the fairness ratio ``attr/rfair``. Stored as scalars with an ``analysis`` event; returns ``{step: values}``.
+    """
+    from .metrics import attributes
+
+    run = run if isinstance(run, Run) else open_run(run)
+    ref_attrs = ref_classes = None
+    if reference is not None:
+        if reference not in run.reference_names():
+            raise InputError(f"reference: no reference set {reference!r} in run {run.name!r}; known: {run.reference_names()}")
+        ref = run.reference(reference)
+        ref_attrs = attributes.labels_from_classifier(ref.images, classifier)
+        ref_classes = ref.labels
+    chosen = [s.step for s in run.snapshots() if not s.n_nonfinite] if steps is None else list(steps)
+    results: dict[int, dict[str, float]] = {}
+    for step in chosen:
+        predicted = attributes.labels_from_classifier(run.samples(step), classifier)
+        n_values = int(max(predicted.max(), ref_attrs.max() if ref_attrs is not None else 0)) + 1
+        values = {f"attr/share/value={v}": float(share)
+                  for v, share in enumerate(attributes.attribute_distribution(predicted, n_values))}
+        if ref_attrs is not None:
+            values["attr/divergence_tv"] = attributes.attribute_divergence(predicted, ref_attrs)
+        targets = run.labels(step)
+        if targets is not None:
+            values["attr/target_success"] = attributes.target_success_rate(predicted, targets)
+            if ref_classes is not None:
+                by_class = attributes.attribute_divergence(predicted, ref_attrs, generated_classes=targets,
+                                                           reference_classes=ref_classes)
+                if by_class:
+                    values["attr/divergence_tv_by_class"] = float(np.mean(list(by_class.values())))
+        if majority is not None and minority is not None and np.isin([majority, minority], predicted).any():
+            values["attr/rfair"] = attributes.rfair(predicted, majority, minority)
+        results[step] = values
+        if store:
+            run.add_scalars(step, values)
+    if store:
+        run.add_event("analysis", f"attribute metrics of {len(results)} snapshots",
+                      data={"analysis": "attributes", "reference": reference, "majority": majority,
+                            "minority": minority, "steps": sorted(results)})
+    return results

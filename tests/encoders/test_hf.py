@@ -66,6 +66,18 @@ def test_clip_text_tower_and_zero_shot(clip_dir):
         encoder.encode_text("a cat")
 
 
+def test_zero_shot_attribute_labels(clip_dir):
+    from evolens.metrics import labels_from_prompts
+
+    encoder = CLIPEncoder(path=clip_dir, device="cpu")
+    images = np.random.default_rng(2).random((5, 3, 32, 32)).astype(np.float32)
+    prompts = ["blond hair", "grey hair", "black hair"]
+    labels = labels_from_prompts(images, encoder, prompts)
+    assert labels.tolist() == encoder.zero_shot(images, prompts).argmax(axis=1).tolist()
+    with pytest.raises(InputError, match="clip: expected a CLIP encoder"):
+        labels_from_prompts(images, object(), prompts)
+
+
 def test_dinov2_features_match_transformers(tmp_path):
     folder = tmp_path / "dinov2"
     torch.manual_seed(0)
