@@ -20,13 +20,9 @@ from torch.nn import functional as F
 
 from .capture import Monitor, Probes
 from .datasets import mnist
+from .encoders.base import default_device
 
-__all__ = ["ConditionalVAE", "DemoResult", "default_device", "train_demo", "vae_loss"]
-
-
-def default_device() -> torch.device:
-    """CUDA when present, else CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+__all__ = ["ConditionalVAE", "DemoResult", "train_demo", "vae_loss"]
 
 
 class ConditionalVAE(nn.Module):

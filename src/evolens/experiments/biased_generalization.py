@@ -184,7 +184,7 @@ def run_experiment(out: str | Path = "runs/biased-generalization", *, seeds: Seq
                    batch_size: int = 64, sample_steps: int = 100, device: str | None = None,
                    progress: bool = True) -> dict:
     """Run every seed, write figures and ``results.json`` under ``out``; return the results as a dict."""
-    from ..demo import default_device
+    from ..encoders.base import default_device
 
     out = Path(out) / time.strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
