@@ -367,8 +367,9 @@ class Monitor:
             return
         if self._reader is None:
             self._reader = Run(self.run_dir)
+        logged = set(self._reader.scalar_names())  # one query per snapshot, not one per rule
         for rule in self.rules:
-            if rule.name in self._fired or rule.metric not in self._reader.scalar_names():
+            if rule.name in self._fired or rule.metric not in logged:
                 continue
             alert = rule.check(*self._reader.scalars(rule.metric))
             if alert is None:

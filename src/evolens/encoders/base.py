@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .._validation import check_array, count_nonfinite, describe
+from .._validation import check_array, count_nonfinite
 from ..errors import InputError
 
 
@@ -177,4 +177,4 @@ def describe_encoder_input(encoder: Encoder) -> dict[str, Any]:
     }
 
 
-__all__ = ["Encoder", "TorchModuleEncoder", "check_images", "default_device", "describe", "describe_encoder_input"]
+__all__ = ["Encoder", "TorchModuleEncoder", "check_images", "default_device", "describe_encoder_input"]

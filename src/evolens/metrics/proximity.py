@@ -15,7 +15,7 @@ import numpy as np
 from .._validation import check_array
 from ..errors import InputError
 from ._distances import knn_sq
-from .quality import check_features
+from .quality import _check_pair, check_features
 
 __all__ = [
     "TrainHeldoutGap",
@@ -29,11 +29,8 @@ __all__ = [
 
 
 def _pair(queries: Any, reference: Any, q_name: str, r_name: str, min_reference: int = 1):
-    queries = check_features(queries, q_name, min_samples=1, dtype=None)
-    reference = check_features(reference, r_name, min_samples=min_reference, dtype=queries.dtype)
-    if queries.shape[1] != reference.shape[1]:
-        raise InputError(f"{r_name}: expected {queries.shape[1]} feature dimensions like {q_name}, received shape={reference.shape}")
-    return queries, reference
+    # float32 features stay float32 (fast GEMMs); the reference follows the queries' dtype.
+    return _check_pair(queries, reference, 1, None, names=(q_name, r_name), min_second=min_reference)
 
 
 def nearest_neighbors(queries: Any, reference: Any, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
@@ -57,9 +54,8 @@ def copy_rate(generated: Any, train: Any, ratio: float = 1 / 3) -> float:
     """
     if not 0 < ratio < 1:
         raise InputError(f"ratio: expected a number in (0, 1), received {ratio!r}")
-    distances, _ = nearest_neighbors(generated, train, k=2) if np.shape(train)[0] >= 2 else (None, None)
-    if distances is None:
-        raise InputError(f"train: expected at least 2 samples, received shape={np.shape(train)}")
+    generated, train = _pair(generated, train, "generated", "train", min_reference=2)
+    distances, _ = nearest_neighbors(generated, train, k=2)
     return float(np.mean(distances[:, 0] < ratio * distances[:, 1]))
 
 

@@ -60,14 +60,24 @@ def check_features(x: Any, name: str, min_samples: int = 2, dtype: Any = np.floa
     return np.asarray(x, dtype=dtype)
 
 
-def _check_pair(real: Any, fake: Any, min_samples: int = 2, dtype: Any = np.float64) -> tuple[np.ndarray, np.ndarray]:
-    real = check_features(real, "real", min_samples, dtype)
-    fake = check_features(fake, "fake", min_samples, dtype if dtype is not None else real.dtype)
-    if real.shape[1] != fake.shape[1]:
+def _check_pair(
+    first: Any,
+    second: Any,
+    min_samples: int = 2,
+    dtype: Any = np.float64,
+    *,
+    names: tuple[str, str] = ("real", "fake"),
+    min_second: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Validate two feature sets with the same dimension; the second takes the first's dtype when ``dtype=None``."""
+    first = check_features(first, names[0], min_samples, dtype)
+    second = check_features(second, names[1], min_samples if min_second is None else min_second,
+                            dtype if dtype is not None else first.dtype)
+    if first.shape[1] != second.shape[1]:
         raise InputError(
-            f"fake: expected {real.shape[1]} feature dimensions like real, received shape={fake.shape}"
+            f"{names[1]}: expected {first.shape[1]} feature dimensions like {names[0]}, received shape={second.shape}"
         )
-    return real, fake
+    return first, second
 
 
 def _check_k(k: int, n_real: int, n_fake: int) -> int:
