@@ -65,3 +65,58 @@ def isolated_cache(tmp_path_factory):
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+# -- a complete small run for the report, API and browser tests ------------------------------------------------
+from pathlib import Path  # noqa: E402
+
+from evolens.datasets import digits  # noqa: E402
+
+
+def make_view_run(root: Path, name: str = "demo-like", steps: int = 6, seed: int = 0) -> Path:
+    """A run whose samples (sklearn digits, 1x8x8) sharpen from noise towards their class over the steps."""
+    data = digits("train")
+    images, labels = data.images, data.labels
+    per_class = {c: images[labels == c] for c in range(10)}
+    probes = Probes.from_noise(30, 8, seed=seed, num_classes=10)
+    state = {"t": 0.0}
+    rng = np.random.default_rng(seed)
+
+    def sample_fn(p: Probes) -> dict:
+        y = p.labels.numpy()
+        clean = np.stack([per_class[int(c)][i % len(per_class[int(c)])] for i, c in enumerate(y)])
+        noise = np.random.default_rng(1).random(clean.shape).astype(np.float32)
+        t = state["t"]
+        return {"samples": torch.from_numpy(((1 - t) * noise + t * clean).astype(np.float32)), "labels": p.labels}
+
+    run_dir = root / name
+    with Monitor(run_dir, sample_fn, every=1, probes=probes, name=name, config={"lr": 1e-3, "model": "toy"}) as monitor:
+        monitor.add_reference("train", images[:300], labels[:300])
+        for step in range(steps):
+            state["t"] = step / max(1, steps - 1)
+            monitor.log(step, **{"loss/train": float(2.0 - step * 0.2 + rng.normal(0, 0.05))})
+            monitor.step(step)
+            if step == 2:
+                monitor.event("alert", "class 6 preservation below 0.6", step=step, level="alert")
+            if step == 3:
+                monitor.record_intervention("added 20 thick sixes", step=step)
+    from evolens.analysis import analyze_run
+    from evolens.projection import project_run
+
+    analyze_run(run_dir, "pixels", metrics=("fid",), progress=False)
+    project_run(run_dir, "pixels", max_reference=120, progress=False, n_iter=150)
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def view_root(tmp_path_factory) -> Path:
+    """A folder holding two runs (``demo-like`` and ``other``), built once per session; tests only read it."""
+    root = tmp_path_factory.mktemp("views")
+    make_view_run(root, "demo-like", seed=0)
+    make_view_run(root / "group", "other", steps=4, seed=1)
+    return root
+
+
+@pytest.fixture(scope="session")
+def view_run(view_root) -> Path:
+    return view_root / "demo-like"

@@ -5,8 +5,12 @@
     evolens encoders          the encoders and whether their weights are present
     evolens embed RUN         embed a run's snapshots and references (cached)
     evolens analyze RUN       quality metrics per snapshot (overall and per class), stored in the run
-    evolens experiment NAME   run a paper reproduction (biased-generalization, attribute-bias)
-    evolens demo [--out DIR]  train the demo model under monitoring and print where the run is
+    evolens experiment NAME   run a paper reproduction (biased-generalization, attribute-bias, ple-loops,
+                              ple-gmm, ple-fairness)
+    evolens report RUN        one self-contained HTML file (offline): metrics, alerts, projection, samples
+    evolens compare RUN ...   the same report with several runs overlaid
+    evolens serve DIR         live dashboard on http://127.0.0.1:8765 (read-only, updates while training)
+    evolens demo [--out DIR]  train the demo model under monitoring, analyse it, write its report
 """
 
 from __future__ import annotations
@@ -149,9 +153,38 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 def cmd_experiment(args: argparse.Namespace) -> int:
     if args.name == "biased-generalization":
         from .experiments.biased_generalization import main as experiment_main
-    else:
+    elif args.name == "attribute-bias":
         from .experiments.attribute_bias import main as experiment_main
+    elif args.name == "ple-loops":
+        from .experiments.ple_loops import main as experiment_main
+    elif args.name == "ple-gmm":
+        from .experiments.ple_gmm import main as experiment_main
+    else:
+        from .experiments.ple_fairness import main as experiment_main
     return experiment_main(args.rest)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report.html import write_report
+
+    path = write_report(args.runs, args.output, title=args.title)
+    size = path.stat().st_size / 1e6
+    print(f"report: {path} ({size:.1f} MB, opens offline)")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .server import create_app
+
+    app = create_app(args.dir)
+    print(f"evolens dashboard of {Path(args.dir).resolve()} on http://{args.host}:{args.port} (read-only; Ctrl+C stops)")
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print("warning: the dashboard has no authentication; anyone who reaches this address can read the runs",
+              file=sys.stderr)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -180,9 +213,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
             worst = max(per_class, key=per_class.get)
             print("per-class FID at the end: " + ", ".join(f"{c}: {v:.1f}" for c, v in sorted(per_class.items()))
                   + f"  (worst: digit {worst})")
+        from .projection import project_run
+
+        print("\nfitting the evolutionary map of all snapshots (digits-cnn features, reference digits in grey) ...")
+        projection = project_run(run_dir, "digits-cnn", max_reference=1000, progress=not args.quiet)
+        print("map quality: " + ", ".join(f"{k} {v:.3f}" for k, v in projection.scores.items()))
+    from .report.html import write_report
+
+    report = write_report(run_dir, run_dir / "report.html")
     print(f"sample grids: {run_dir / 'report'}")
     print(f"run directory: {run_dir}")
-    print(f"next: evolens show {run_dir}")
+    print(f"report: {report}")
+    print(f"next: open the report in a browser, or watch runs live with: evolens serve {Path(args.out)}")
     return 0
 
 
@@ -224,9 +266,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_analyze)
 
     p = sub.add_parser("experiment", help="run a paper reproduction (e.g. biased-generalization)")
-    p.add_argument("name", choices=["biased-generalization", "attribute-bias"])
+    p.add_argument("name", choices=["biased-generalization", "attribute-bias", "ple-loops", "ple-gmm", "ple-fairness"])
     p.add_argument("rest", nargs=argparse.REMAINDER, help="options of the experiment (--help for them)")
     p.set_defaults(func=cmd_experiment)
+
+    p = sub.add_parser("report", help="write one self-contained HTML report of a run (opens offline)")
+    p.add_argument("runs", nargs=1, metavar="RUN")
+    p.add_argument("-o", "--output", default=None, help="HTML file to write (default: RUN/report.html)")
+    p.add_argument("--title", default=None)
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("compare", help="one HTML report with several runs overlaid")
+    p.add_argument("runs", nargs="+", metavar="RUN")
+    p.add_argument("-o", "--output", default="comparison.html", help="HTML file to write (default: comparison.html)")
+    p.add_argument("--title", default=None)
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("serve", help="live dashboard of the runs at or below a directory (read-only)")
+    p.add_argument("dir", nargs="?", default="runs")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: localhost only)")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("demo", help="train a small conditional VAE on MNIST-5k under monitoring (CPU, minutes)")
     p.add_argument("--out", default="runs/demo", help="parent directory of the new run (default: runs/demo)")

@@ -159,7 +159,7 @@ def projection_figure(projection: Projection, *, title: str | None = None, max_p
 
     first = projection.steps[0]
     frames = [go.Frame(data=reference_trace() + [sample_trace(s)], name=str(s)) for s in projection.steps]
-    slider = dict(active=0, currentvalue=dict(prefix="step "), pad=dict(t=40),
+    slider = dict(active=0, currentvalue=dict(prefix="step "), pad=dict(t=40), transition=dict(duration=0),
                   steps=[dict(label=str(s), method="animate",
                               args=[[str(s)], dict(mode="immediate", frame=dict(duration=0, redraw=True),
                                                    transition=dict(duration=0))]) for s in projection.steps])

@@ -236,6 +236,10 @@ class Run:
         """Names of the stored reference data sets, sorted."""
         return [r[0] for r in self._conn.execute("SELECT name FROM refs ORDER BY name")]
 
+    def reference_sizes(self) -> dict[str, int]:
+        """Number of items of each stored reference data set, without loading them."""
+        return {r[0]: int(r[1]) for r in self._conn.execute("SELECT name, n FROM refs ORDER BY name")}
+
     def reference(self, name: str) -> Reference:
         """The reference data set ``name``; raises InputError listing the known ones when absent."""
         row = self._one("SELECT images_hash, labels_hash, meta FROM refs WHERE name = ?", (name,))
