@@ -5,7 +5,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.evolens-installed
 DEMO_DIR ?= runs/demo
 
-.PHONY: setup demo test bench clean
+CHROMIUM ?= /usr/bin/chromium
+
+.PHONY: setup browser demo test bench clean
 
 setup: $(STAMP)
 
@@ -23,8 +25,14 @@ $(STAMP): pyproject.toml
 demo: setup
 	$(VENV)/bin/evolens demo --out $(DEMO_DIR)
 
-test: setup
-	$(PY) -m pytest -q
+# The browser tests drive Debian's Chromium with Playwright (no browser download); install it when missing.
+browser:
+	@test -x $(CHROMIUM) || { echo "installing Debian's chromium for the browser tests"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q && apt-get install -y -q chromium; }; }
+
+test: setup browser
+	EVOLENS_REQUIRE_BROWSER=1 EVOLENS_CHROMIUM=$(CHROMIUM) $(PY) -m pytest -q
 
 bench: setup
 	$(PY) -m pip install -e '.[dev,bench]'

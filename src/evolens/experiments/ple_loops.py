@@ -69,7 +69,7 @@ def _spread(result: Any, family: str) -> np.ndarray:
 
 
 def run_experiment(out: str | Path, *, seeds: Sequence[int] = (0, 1, 2, 3, 4), generations: int = 10,
-                   steps: int = 500, families: Sequence[str] = ("gaussian", "gmm"), progress: bool = True) -> dict:
+                   steps: int = 300, families: Sequence[str] = ("gaussian", "gmm"), progress: bool = True) -> dict:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     summary: dict[str, Any] = {"generations": generations, "seeds": list(seeds), "families": {}}
@@ -135,7 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", default="runs/ple-loops")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--generations", type=int, default=10)
-    parser.add_argument("--steps", type=int, default=500, help="PLE optimisation steps per generation")
+    parser.add_argument("--steps", type=int, default=300, help="PLE optimisation steps per generation")
     parser.add_argument("--families", nargs="+", default=["gaussian", "gmm"], choices=["gaussian", "gmm"])
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
