@@ -14,7 +14,6 @@ evolens run (step 0) with these numbers as scalars.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -22,6 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
+from ._output import write_summary
 from ..datasets import mnist
 from ..metrics import fid, rfair
 from ..ple import VAE, MLETrainer, PLETrainer
@@ -89,16 +89,16 @@ def run_experiment(out: str | Path, *, ratios: Sequence[float] = (4, 10, 20), se
             w.write_scalars(0, {f"fairness/{k}": row[k] for k in ("rfair", "amplification", "fid_ratio")}
                             | {"quality/class=3/fid": row["fid_majority"], "quality/class=6/fid": row["fid_minority"]})
     summary = {"rows": rows, "seconds": round(time.perf_counter() - start, 1), "lam": lam, "steps": steps}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    (out / "report.md").write_text(_markdown(summary))
-    if progress:
-        print(_markdown(summary))
-        print(f"runs and summary in {out}")
+    write_summary(out, summary, _markdown(summary), progress, "runs and summary")
     return summary
 
 
 def _ms(values: list[float]) -> str:
-    return f"{np.mean(values):.2f} ± {np.std(values):.2f}"
+    """mean ± sd of the finite values, and how many were infinite (RFair is inf when no minority sample)."""
+    values = np.asarray(values, dtype=float)
+    finite = values[np.isfinite(values)]
+    text = f"{finite.mean():.2f} ± {finite.std():.2f}" if finite.size else "—"
+    return text if finite.size == values.size else f"{text} ({values.size - finite.size} of {values.size} inf)"
 
 
 def _markdown(summary: dict) -> str:

@@ -10,7 +10,6 @@ component's variance (relative), and the RMS error over all parameters (``evolen
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -18,6 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
+from ._output import write_summary
 from ..loops import parameter_error
 from ..ple import GaussianMixture, MLETrainer, PLETrainer
 
@@ -63,11 +63,7 @@ def run_experiment(out: str | Path, *, seeds: Sequence[int] = (0, 1, 2, 3, 4), s
                           "rms_error": [float(np.mean(total)), float(np.std(total))]}
         cells.append(cell)
     summary = {"seeds": list(seeds), "cells": cells, "seconds": round(time.perf_counter() - start, 1)}
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    (out / "report.md").write_text(_markdown(summary, list(estimators)))
-    if progress:
-        print(_markdown(summary, list(estimators)))
-        print(f"summary in {out}")
+    write_summary(out, summary, _markdown(summary, list(estimators)), progress, "summary")
     return summary
 
 

@@ -12,13 +12,13 @@ mean ± sd over seeds of the variance ratio (estimated / true) and the parameter
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
+from ._output import write_summary
 from ..loops import SelfConsumingLoop
 from ..ple import Gaussian, GaussianMixture, MLETrainer, PLETrainer
 
@@ -101,11 +101,7 @@ def run_experiment(out: str | Path, *, seeds: Sequence[int] = (0, 1, 2, 3, 4), g
             }
         summary["families"][family] = fam
     summary["seconds"] = round(time.perf_counter() - start, 1)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    (out / "report.md").write_text(_markdown(summary))
-    if progress:
-        print(_markdown(summary))
-        print(f"runs and summary in {out}")
+    write_summary(out, summary, _markdown(summary), progress, "runs and summary")
     return summary
 
 
