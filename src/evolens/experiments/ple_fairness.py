@@ -98,7 +98,9 @@ def _ms(values: list[float]) -> str:
     values = np.asarray(values, dtype=float)
     finite = values[np.isfinite(values)]
     text = f"{finite.mean():.2f} ± {finite.std():.2f}" if finite.size else "—"
-    return text if finite.size == values.size else f"{text} ({values.size - finite.size} of {values.size} not finite: no minority samples)"
+    if finite.size == values.size:
+        return text
+    return f"{text} ({values.size - finite.size} of {values.size} not finite: no minority samples)"
 
 
 def _markdown(summary: dict) -> str:
