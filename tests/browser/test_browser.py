@@ -99,9 +99,11 @@ def serve():
         thread.join(timeout=10)
 
 
-def _trace_x(page, div: str, index: int) -> list:
+def _trace_x(page, div: str, first: int) -> list:
+    """x of every point in traces ``first`` onwards (the map draws one trace per label after the reference)."""
     # _fullData holds the decoded arrays (plotly.py ships typed arrays as base64 in data)
-    return page.evaluate(f"() => Array.from(document.getElementById('{div}')._fullData[{index}].x || [])")
+    return page.evaluate(f"() => document.getElementById('{div}')._fullData.slice({first})"
+                         ".flatMap(t => Array.from(t.x || []))")
 
 
 def test_report_renders_offline_and_its_sliders_move(browser, view_root, tmp_path):
@@ -124,7 +126,8 @@ def test_report_renders_offline_and_its_sliders_move(browser, view_root, tmp_pat
     assert len(first) == 30
     p.page.locator("#projection-slider-0").fill("5")
     p.page.wait_for_function(
-        "(first) => JSON.stringify(Array.from(document.getElementById('projection-0')._fullData[1].x)) !== first",
+        "(first) => JSON.stringify(document.getElementById('projection-0')._fullData.slice(1)"
+        ".flatMap(t => Array.from(t.x || []))) !== first",
         arg=json.dumps(first), timeout=10_000)
     assert p.page.inner_text("#projection-step-0") == "step 5"
     p.shot("report.png")

@@ -7,11 +7,18 @@ function evolensDrawProjection(div, meta, ref, p) {
   const traces = [];
   if (ref && ref.x && ref.x.length) traces.push({x: ref.x, y: ref.y, mode: "markers", type: "scattergl",
     name: "reference data", hoverinfo: "skip", marker: {size: 4, color: "rgba(150,150,150,0.35)"}});
-  const marker = {size: 6, line: {width: 0.5, color: "white"}};
-  if (p.labels) Object.assign(marker, {color: p.labels, colorscale: "Turbo", showscale: true, colorbar: {title: "label"}});
-  traces.push({x: p.x, y: p.y, mode: "markers", type: "scattergl", name: "samples at step " + p.step, marker,
-    text: p.ids ? p.ids.map((id, i) => "probe " + id + (p.labels ? ", label " + p.labels[i] : "")) : null,
-    hoverinfo: "text"});
+  // one trace per label (class), so the legend names the colours; a single trace when there are no labels
+  const groups = new Map();
+  p.x.forEach((_, i) => { const key = p.labels ? p.labels[i] : null;
+    if (!groups.has(key)) groups.set(key, []); groups.get(key).push(i); });
+  for (const key of [...groups.keys()].sort((a, b) => a - b)) {
+    const idx = groups.get(key);
+    traces.push({x: idx.map(i => p.x[i]), y: idx.map(i => p.y[i]), mode: "markers", type: "scattergl",
+      name: key === null ? "samples at step " + p.step : "label " + key,
+      marker: {size: 6, line: {width: 0.5, color: "white"}},
+      text: idx.map(i => (p.ids ? "probe " + p.ids[i] : "sample " + i) + (key === null ? "" : ", label " + key)),
+      hoverinfo: "text"});
+  }
   return Plotly.react(div, traces, {height: 520, margin: {l: 10, r: 10, t: 10, b: 10},
     xaxis: {range: [x0 - padx, x1 + padx], showticklabels: false, zeroline: false},
     yaxis: {range: [y0 - pady, y1 + pady], showticklabels: false, zeroline: false, scaleanchor: "x"},
