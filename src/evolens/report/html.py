@@ -86,8 +86,10 @@ def _metric_figures(runs: list[Run], names_by_run: list[dict[str, dict]], events
                 if name not in series:
                     continue
                 label = name if len(runs) == 1 else f"{run.name}: {name}"
+                # per-class curves start hidden (click the legend to show them): the overall curve stays readable
                 figure.add_trace(go.Scatter(x=series[name]["steps"], y=series[name]["values"], mode="lines+markers",
                                             name=label, marker=dict(size=4),
+                                            visible="legendonly" if "class=" in name else True,
                                             line=dict(color=PALETTE[r % len(PALETTE)] if len(runs) > 1 else None,
                                                       dash=None if names.index(name) == 0 or len(runs) == 1 else "dot")))
         for r, events in enumerate(events_by_run):

@@ -107,7 +107,9 @@ function renderMetrics(series, events) {
     const id = "metric-" + group.replace(/[^A-Za-z0-9_-]/g, "_");
     let div = document.getElementById(id);
     if (!div) { div = document.createElement("div"); div.id = id; div.className = "metric-plot"; holder.appendChild(div); }
-    const traces = names.map(n => ({x: series[n].steps, y: series[n].values, name: n, mode: "lines+markers", marker: {size: 4}}));
+    // per-class curves start hidden (click the legend to show them): the overall curve stays readable
+    const traces = names.map(n => ({x: series[n].steps, y: series[n].values, name: n, mode: "lines+markers",
+      marker: {size: 4}, visible: n.includes("class=") ? "legendonly" : true}));
     Plotly.react(div, traces, {title: {text: group, font: {size: 14}}, height: 320, margin: {l: 50, r: 10, t: 36, b: 36},
       xaxis: {title: "step"}, shapes, annotations, template: "plotly_white", legend: {font: {size: 10}}},
       {responsive: true, displaylogo: false});
