@@ -12,6 +12,7 @@ mean ± sd over seeds of the variance ratio (estimated / true) and the parameter
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -68,29 +69,51 @@ def _spread(result: Any, family: str) -> np.ndarray:
     return np.mean([result.series(n) for n in names], axis=0) / (1.0 if family == "gaussian" else GMM_STD**2)
 
 
+def _one_loop(job: tuple) -> tuple[str, str, np.ndarray, np.ndarray, np.ndarray]:
+    """One (family, estimator, seed) loop; runs in a worker process with one torch thread."""
+    import torch
+
+    family, name, seed, steps, generations, out = job
+    torch.set_num_threads(1)
+    n = 20 if family == "gaussian" else 150
+    truth = gaussian_truth() if family == "gaussian" else gmm_truth()
+    rng = np.random.default_rng(seed)
+    real = rng.normal(0, 1, (n, 1)).astype(np.float32) if family == "gaussian" else sample_gmm(n, rng)
+    trainer = trainers(family, steps)[name]
+    loop = SelfConsumingLoop(trainer, real, generations=generations, true_params=truth, seed=seed,
+                             run_dir=Path(out) / family / f"{name}-seed{seed}", name=f"{family} {name} seed {seed}",
+                             config={"family": family, "estimator": name}, progress=False)
+    result = loop.run()
+    return family, name, _spread(result, family), result.series("param_error/total"), result.series("quality/fid")
+
+
 def run_experiment(out: str | Path, *, seeds: Sequence[int] = (0, 1, 2, 3, 4), generations: int = 10,
-                   steps: int = 300, families: Sequence[str] = ("gaussian", "gmm"), progress: bool = True) -> dict:
+                   steps: int = 500, families: Sequence[str] = ("gaussian", "gmm"), progress: bool = True,
+                   workers: int | None = None) -> dict:
+    """Run every (family, estimator, seed) loop, ``workers`` processes at a time (default: one per CPU core,
+    each with one torch thread: these models are too small for intra-op threads to pay off)."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from multiprocessing import get_context
+
+    from tqdm.auto import tqdm
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    summary: dict[str, Any] = {"generations": generations, "seeds": list(seeds), "families": {}}
+    summary: dict[str, Any] = {"generations": generations, "seeds": list(seeds), "steps": steps, "families": {}}
     start = time.perf_counter()
+    jobs = [(family, name, seed, steps, generations, str(out))
+            for family in families for name in trainers(family, steps) for seed in seeds]
+    results: dict[tuple[str, str], list] = {}
+    workers = max(1, int(workers or os.cpu_count() or 1))
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        futures = [pool.submit(_one_loop, job) for job in jobs]
+        for future in tqdm(as_completed(futures), total=len(futures), desc="loops", disable=not progress):
+            family, name, ratio, error, fid_values = future.result()
+            results.setdefault((family, name), []).append((ratio, error, fid_values))
     for family in families:
-        n = 20 if family == "gaussian" else 150
-        truth = gaussian_truth() if family == "gaussian" else gmm_truth()
-        fam: dict[str, Any] = {"n": n, "methods": {}}
-        for name, trainer in trainers(family, steps).items():
-            ratios, errors, fids = [], [], []
-            for seed in seeds:
-                rng = np.random.default_rng(seed)
-                real = rng.normal(0, 1, (n, 1)).astype(np.float32) if family == "gaussian" else sample_gmm(n, rng)
-                loop = SelfConsumingLoop(trainer, real, generations=generations, true_params=truth, seed=seed,
-                                         run_dir=out / family / f"{name}-seed{seed}", name=f"{family} {name} seed {seed}",
-                                         config={"family": family, "estimator": name}, progress=progress)
-                result = loop.run()
-                ratios.append(_spread(result, family))
-                errors.append(result.series("param_error/total"))
-                fids.append(result.series("quality/fid"))
-            ratios, errors, fids = np.array(ratios), np.array(errors), np.array(fids)
+        fam: dict[str, Any] = {"n": 20 if family == "gaussian" else 150, "methods": {}}
+        for name in trainers(family, steps):
+            ratios, errors, fids = (np.array([r[k] for r in results[(family, name)]]) for k in range(3))
             fam["methods"][name] = {
                 "variance_ratio_mean": ratios.mean(0).round(4).tolist(),
                 "variance_ratio_sd": ratios.std(0).round(4).tolist(),
@@ -131,12 +154,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", default="runs/ple-loops")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--generations", type=int, default=10)
-    parser.add_argument("--steps", type=int, default=300, help="PLE optimisation steps per generation")
+    parser.add_argument("--steps", type=int, default=500, help="PLE optimisation steps per generation")
+    parser.add_argument("--workers", type=int, default=None, help="parallel loops (default: one per CPU core)")
     parser.add_argument("--families", nargs="+", default=["gaussian", "gmm"], choices=["gaussian", "gmm"])
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     run_experiment(args.out, seeds=args.seeds, generations=args.generations, steps=args.steps,
-                   families=args.families, progress=not args.quiet)
+                   families=args.families, progress=not args.quiet, workers=args.workers)
     return 0
 
 
