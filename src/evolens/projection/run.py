@@ -102,8 +102,11 @@ def project_run(
         run.add_features(_key(projection_id, "reference"), encoder.id, result.reference_coords, {"kind": "projection"})
         if ref_labels is not None:
             run.add_features(_key(projection_id, "reference-labels"), encoder.id, ref_labels, {"kind": "projection"})
+    every = np.concatenate([result.coords[s] for s in chosen]
+                           + ([result.reference_coords] if result.reference_coords is not None else []))
+    bounds = [float(every[:, 0].min()), float(every[:, 0].max()), float(every[:, 1].min()), float(every[:, 1].max())]
     run.add_event("projection", f"evolutionary t-SNE ({layout}) of {len(chosen)} snapshots with {encoder.id}",
-                  data={**description, "projection_id": projection_id, "scores": scores})
+                  data={**description, "projection_id": projection_id, "scores": scores, "bounds": bounds})
     return result
 
 

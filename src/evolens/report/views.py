@@ -30,6 +30,9 @@ __all__ = [
     "scalar_series",
 ]
 
+# axis ranges of stored projections without "bounds" in their event, by (run path, projection id)
+_BOUNDS_CACHE: dict[tuple[str, str], list[float]] = {}
+
 # events drawn as vertical lines on the metric curves
 MARKED_EVENT_KINDS = ("intervention", "pause", "resume", "alert")
 
@@ -165,14 +168,15 @@ def projection_meta(run: Run) -> dict[str, Any] | None:
     data = events[-1].data
     meta = {"projection_id": data["projection_id"], "encoder_id": data["encoder_id"], "layout": data.get("layout"),
             "steps": [int(s) for s in data["steps"]], "scores": data.get("scores", {})}
-    bounds = data.get("bounds")
-    if bounds is None:  # computed once from every stored frame
+    bounds = data.get("bounds") or _BOUNDS_CACHE.get((str(run.path), meta["projection_id"]))
+    if bounds is None:  # older projections: computed from every stored frame, once per process (they never change)
         from ..projection.run import _key
 
         parts = [run.cached_features(_key(meta["projection_id"], f"step={s}"), meta["encoder_id"]) for s in meta["steps"]]
         parts.append(run.cached_features(_key(meta["projection_id"], "reference"), meta["encoder_id"]))
         every = np.concatenate([p for p in parts if p is not None])
         bounds = [float(every[:, 0].min()), float(every[:, 0].max()), float(every[:, 1].min()), float(every[:, 1].max())]
+        _BOUNDS_CACHE[(str(run.path), meta["projection_id"])] = bounds
     meta["bounds"] = bounds
     return meta
 

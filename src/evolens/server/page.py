@@ -184,9 +184,11 @@ async function refresh(full) {
   state.steps = steps;
   applySampleKind(summary.samples_kind);
   setSlider("samples-slider", steps.length, state.followSamples);
-  await showSamples();
+  // the map first (the view people wait for), the samples alongside it
+  const samplesShown = showSamples();
   if (full || (summary.has_projection && !state.projection)) await loadProjection();
   else if (state.projection && state.followProjection) { setSlider("projection-slider", state.projection.steps.length, true); }
+  await samplesShown;
   if (id !== state.run) return;
   setStatus(`${summary.n_snapshots} snapshots · last step ${summary.last_step} · updated ${new Date().toLocaleTimeString()}`);
 }
