@@ -32,8 +32,10 @@ def images_to_grid(images: np.ndarray, ncol: int | None = None, pad: int = 2, pa
     return (grid.transpose(1, 2, 0) * 255.0 + 0.5).astype(np.uint8)
 
 
-def save_png(picture: np.ndarray, path: str | os.PathLike, scale: int = 1) -> str:
-    """Write a uint8 picture (rows, cols, C) as PNG, upscaled by an integer ``scale`` (nearest); return the path."""
+def png_bytes(picture: np.ndarray, scale: int = 1) -> bytes:
+    """PNG encoding of a uint8 picture (rows, cols, C), upscaled by an integer ``scale`` (nearest)."""
+    import io
+
     from PIL import Image
 
     picture = np.asarray(picture)
@@ -41,5 +43,13 @@ def save_png(picture: np.ndarray, path: str | os.PathLike, scale: int = 1) -> st
         picture = picture[:, :, 0]
     if scale > 1:
         picture = picture.repeat(scale, axis=0).repeat(scale, axis=1)
-    Image.fromarray(picture).save(path)
+    buffer = io.BytesIO()
+    Image.fromarray(picture).save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+def save_png(picture: np.ndarray, path: str | os.PathLike, scale: int = 1) -> str:
+    """Write a uint8 picture (rows, cols, C) as PNG, upscaled by an integer ``scale`` (nearest); return the path."""
+    with open(path, "wb") as handle:
+        handle.write(png_bytes(picture, scale))
     return str(path)

@@ -6,7 +6,6 @@ these functions, so both show the same numbers. Nothing here writes to the run.
 
 from __future__ import annotations
 
-import io
 import math
 from collections import defaultdict
 from typing import Any
@@ -15,7 +14,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..store.reader import Run
-from .grid import images_to_grid
+from .grid import images_to_grid, png_bytes
 
 __all__ = [
     "MARKED_EVENT_KINDS",
@@ -132,20 +131,6 @@ def sample_grid(run: Run, step: int, max_images: int = 100) -> np.ndarray | None
     samples = run.samples(step)  # raises InputError for an unknown step
     images = _as_images(samples[:max_images])
     return None if images is None else images_to_grid(images)
-
-
-def png_bytes(picture: np.ndarray, scale: int = 1) -> bytes:
-    """PNG encoding of a uint8 picture (rows, cols, C), upscaled by an integer ``scale`` (nearest)."""
-    from PIL import Image
-
-    picture = np.asarray(picture)
-    if picture.ndim == 3 and picture.shape[2] == 1:
-        picture = picture[:, :, 0]
-    if scale > 1:
-        picture = picture.repeat(scale, axis=0).repeat(scale, axis=1)
-    buffer = io.BytesIO()
-    Image.fromarray(picture).save(buffer, format="PNG", optimize=True)
-    return buffer.getvalue()
 
 
 def sample_points(run: Run, step: int, max_points: int = 5000, decimals: int = 4) -> dict[str, Any] | None:
