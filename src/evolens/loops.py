@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -215,21 +215,3 @@ class SelfConsumingLoop:
                 writer.close()
         return result
 
-
-def run_loops(
-    trainers: Mapping[str, Any],
-    real_for_seed: Callable[[int], np.ndarray],
-    seeds: Sequence[int],
-    **loop_kwargs: Any,
-) -> dict[str, list[LoopResult]]:
-    """Run one loop per (trainer, seed): ``real_for_seed(seed)`` gives the real data; returns name → results."""
-    out: dict[str, list[LoopResult]] = {}
-    run_root = loop_kwargs.pop("run_root", None)
-    for name, trainer in trainers.items():
-        out[name] = []
-        for seed in seeds:
-            run_dir = None if run_root is None else Path(run_root) / f"{name}-seed{seed}"
-            loop = SelfConsumingLoop(trainer, real_for_seed(seed), seed=seed, run_dir=run_dir,
-                                     name=f"{name} seed {seed}", **loop_kwargs)
-            out[name].append(loop.run())
-    return out

@@ -23,7 +23,6 @@ Differentiable sampling, by model:
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 import torch
@@ -224,6 +223,3 @@ class VAE(DensityModel):
         weight = self.decoder[0].weight
         z = _randn((int(n), self.latent_dim), weight, generator)
         return torch.sigmoid(self.decoder(z)).reshape(int(n), *self.image_shape)
-
-    def describe(self) -> dict[str, Any]:
-        return {}

@@ -159,13 +159,6 @@ class _Trainer:
             model.init_from_data(x, generator=generator)
         return model
 
-    def _batches(self, n: int, generator: torch.Generator) -> Callable[[], torch.Tensor]:
-        """Index sampler: a bootstrap resample of all n when batch_size is None or ≥ n, else random subsets."""
-        size = self.batch_size
-        if size is None or size >= n:
-            return lambda: torch.randint(0, n, (n,), generator=generator)
-        return lambda: torch.randperm(n, generator=generator)[:size]
-
     def fit(self, x: Any, seed: int | None = None) -> FitResult:
         """Estimate the model from ``x`` (n, ...) float data; ``seed`` overrides the trainer's seed."""
         seed = self.seed if seed is None else int(seed)
@@ -212,10 +205,12 @@ class MLETrainer(_Trainer):
                          init_from_data=init_from_data, progress=progress)
 
     def _batches(self, n: int, generator: torch.Generator) -> Callable[[], torch.Tensor]:
+        """Index sampler: all n (full batch) when batch_size is None or ≥ n, else a random subset per step."""
         if self.batch_size is None or self.batch_size >= n:
             everything = torch.arange(n)
             return lambda: everything
-        return super()._batches(n, generator)
+        size = self.batch_size
+        return lambda: torch.randperm(n, generator=generator)[:size]
 
     def _fit(self, data: torch.Tensor, generator: torch.Generator, seed: int) -> FitResult:
         model = self._fresh_model(data, generator)

@@ -38,6 +38,12 @@ class Projection:
     scores: dict[str, float] = field(default_factory=dict)
 
 
+def projection_bounds(parts: list[np.ndarray | None]) -> list[float]:
+    """[x_min, x_max, y_min, y_max] over every (n, 2) array in ``parts`` (None entries skipped)."""
+    every = np.concatenate([p for p in parts if p is not None])
+    return [float(every[:, 0].min()), float(every[:, 0].max()), float(every[:, 1].min()), float(every[:, 1].max())]
+
+
 def _key(projection_id: str, part: str) -> str:
     return f"projection:{projection_id}:{part}"
 
@@ -102,9 +108,7 @@ def project_run(
         run.add_features(_key(projection_id, "reference"), encoder.id, result.reference_coords, {"kind": "projection"})
         if ref_labels is not None:
             run.add_features(_key(projection_id, "reference-labels"), encoder.id, ref_labels, {"kind": "projection"})
-    every = np.concatenate([result.coords[s] for s in chosen]
-                           + ([result.reference_coords] if result.reference_coords is not None else []))
-    bounds = [float(every[:, 0].min()), float(every[:, 0].max()), float(every[:, 1].min()), float(every[:, 1].max())]
+    bounds = projection_bounds([result.coords[s] for s in chosen] + [result.reference_coords])
     run.add_event("projection", f"evolutionary t-SNE ({layout}) of {len(chosen)} snapshots with {encoder.id}",
                   data={**description, "projection_id": projection_id, "scores": scores, "bounds": bounds})
     return result
@@ -135,11 +139,9 @@ def projection_figure(projection: Projection, *, title: str | None = None, max_p
     reference data in grey, fixed axes so motion between frames is the model's."""
     import plotly.graph_objects as go
 
-    every = np.concatenate([projection.coords[s] for s in projection.steps]
-                           + ([projection.reference_coords] if projection.reference_coords is not None else []))
-    pad = 0.05 * (every.max(axis=0) - every.min(axis=0))
-    x_range = [float(every[:, 0].min() - pad[0]), float(every[:, 0].max() + pad[0])]
-    y_range = [float(every[:, 1].min() - pad[1]), float(every[:, 1].max() + pad[1])]
+    x0, x1, y0, y1 = projection_bounds([projection.coords[s] for s in projection.steps] + [projection.reference_coords])
+    pad_x, pad_y = 0.05 * (x1 - x0), 0.05 * (y1 - y0)
+    x_range, y_range = [x0 - pad_x, x1 + pad_x], [y0 - pad_y, y1 + pad_y]
 
     def reference_trace():
         if projection.reference_coords is None:

@@ -15,6 +15,7 @@ import html
 import json
 import os
 import time
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -59,7 +60,9 @@ def _esc(value: Any) -> str:
     return html.escape(str(value))
 
 
-def _plotly_js() -> str:
+@lru_cache(maxsize=1)
+def plotly_js() -> str:
+    """The plotly.js bundle that ships with the installed plotly package (read once per process)."""
     from plotly.offline import get_plotlyjs
 
     return get_plotlyjs()
@@ -274,7 +277,7 @@ def build_report(runs: Sequence[Run | str | os.PathLike], title: str | None = No
 <section id="samples"><h2>Samples per snapshot</h2>{_samples_html(opened)}</section>
 </main>"""
     return (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>{_esc(title)}</title>"
-            f"<style>{CSS}</style><script>{_plotly_js()}</script><script>{PROJECTION_JS}</script></head>"
+            f"<style>{CSS}</style><script>{plotly_js()}</script><script>{PROJECTION_JS}</script></head>"
             f"<body>{body}</body></html>\n")
 
 

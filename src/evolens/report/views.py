@@ -155,12 +155,11 @@ def projection_meta(run: Run) -> dict[str, Any] | None:
             "steps": [int(s) for s in data["steps"]], "scores": data.get("scores", {})}
     bounds = data.get("bounds") or _BOUNDS_CACHE.get((str(run.path), meta["projection_id"]))
     if bounds is None:  # older projections: computed from every stored frame, once per process (they never change)
-        from ..projection.run import _key
+        from ..projection.run import _key, projection_bounds
 
         parts = [run.cached_features(_key(meta["projection_id"], f"step={s}"), meta["encoder_id"]) for s in meta["steps"]]
         parts.append(run.cached_features(_key(meta["projection_id"], "reference"), meta["encoder_id"]))
-        every = np.concatenate([p for p in parts if p is not None])
-        bounds = [float(every[:, 0].min()), float(every[:, 0].max()), float(every[:, 1].min()), float(every[:, 1].max())]
+        bounds = projection_bounds(parts)
         _BOUNDS_CACHE[(str(run.path), meta["projection_id"])] = bounds
     meta["bounds"] = bounds
     return meta

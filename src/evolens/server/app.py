@@ -22,7 +22,6 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import lru_cache
 from pathlib import Path
 
 from ..errors import EvolensError, InputError
@@ -45,19 +44,13 @@ def run_ids(root: Path) -> dict[str, Path]:
     return out
 
 
-@lru_cache(maxsize=1)
-def _plotly_js() -> str:
-    from plotly.offline import get_plotlyjs
-
-    return get_plotlyjs()
-
-
 def create_app(run_dir: str | os.PathLike):
     """A FastAPI app serving the runs at or below ``run_dir`` (one run or a folder of runs), read-only."""
     from fastapi import FastAPI, HTTPException, Query
     from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 
     from ..report import views
+    from ..report.html import plotly_js
     from .page import PAGE
 
     root = Path(run_dir).resolve()
@@ -86,8 +79,8 @@ def create_app(run_dir: str | os.PathLike):
         return PAGE
 
     @app.get("/static/plotly.min.js")
-    def plotly_js() -> Response:
-        return Response(_plotly_js(), media_type="application/javascript",
+    def plotly_bundle() -> Response:
+        return Response(plotly_js(), media_type="application/javascript",
                         headers={"Cache-Control": "public, max-age=86400"})
 
     @app.get("/api/runs")
