@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from evolens import Monitor
-from evolens.demo import train_demo
+from evolens.experiments.demo import train_demo
 
 DEFAULT_EVERY = Monitor.__init__.__defaults__[0]
 _spent = [0.0]

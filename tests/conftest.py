@@ -70,7 +70,7 @@ def rng() -> np.random.Generator:
 # -- a complete small run for the report, API and browser tests ------------------------------------------------
 from pathlib import Path  # noqa: E402
 
-from evolens.datasets import digits  # noqa: E402
+from evolens.data import digits  # noqa: E402
 
 
 def make_view_run(root: Path, name: str = "demo-like", steps: int = 6, seed: int = 0) -> Path:
@@ -100,11 +100,10 @@ def make_view_run(root: Path, name: str = "demo-like", steps: int = 6, seed: int
                 monitor.event("alert", "class 6 preservation below 0.6", step=step, level="alert")
             if step == 3:
                 monitor.record_intervention("added 20 thick sixes", step=step)
-    from evolens.analysis import analyze_run
-    from evolens.projection import project_run
+    from evolens import analyses
 
-    analyze_run(run_dir, "pixels", metrics=("fid",), progress=False)
-    project_run(run_dir, "pixels", max_reference=120, progress=False, n_iter=150)
+    analyses.quality(run_dir, encoder="pixels", metrics=("fid",), progress=False)
+    analyses.projection(run_dir, encoder="pixels", max_reference=120, progress=False, n_iter=150)
     return run_dir
 
 

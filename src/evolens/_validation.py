@@ -96,6 +96,16 @@ def check_step(step: Any, name: str = "step") -> int:
         if isinstance(step, bool) or not isinstance(step, (int, np.integer)):
             raise InputError(f"{name}: expected a non-negative integer, received {describe(step)}")
     step = int(step)
-    if step < 0:
-        raise InputError(f"{name}: expected a non-negative integer, received {step}")
+    if step < 0 or step > MAX_STEP:
+        raise InputError(f"{name}: expected a non-negative integer below 2**63, received {step}")
     return step
+
+
+MAX_STEP = 2**63 - 1  # SQLite INTEGER
+
+
+def check_name(value: Any, name: str) -> str:
+    """Return ``value`` if it is a non-empty string; raise InputError naming ``name`` otherwise."""
+    if not isinstance(value, str) or not value:
+        raise InputError(f"{name}: expected a non-empty string, received {describe(value)}")
+    return value

@@ -5,12 +5,14 @@
     evolens encoders          the encoders and whether their weights are present
     evolens embed RUN         embed a run's snapshots and references (cached)
     evolens analyze RUN       quality metrics per snapshot (overall and per class), stored in the run
+    evolens proximity RUN     memorisation metrics per snapshot (copy rate, NN distance train vs held-out)
     evolens experiment NAME   run a paper reproduction (biased-generalization, attribute-bias, ple-loops,
                               ple-gmm, ple-fairness)
     evolens report RUN        one self-contained HTML file (offline): metrics, alerts, projection, samples
     evolens compare RUN ...   the same report with several runs overlaid
     evolens serve DIR         live dashboard on http://127.0.0.1:8765 (read-only, updates while training)
     evolens demo [--out DIR]  train the demo model under monitoring, analyse it, write its report
+                              (every experiment, the demo included: python -m evolens.experiments NAME)
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import math
 import sys
 from pathlib import Path
 from typing import Sequence
+
+import numpy as np
 
 from .errors import EvolensError
 
@@ -110,12 +114,10 @@ def cmd_encoders(args: argparse.Namespace) -> int:
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
-    from .encoders import embed_run
-    from .store import open_run
+    from .analyses import embedding
 
     kwargs = {"path": args.weights} if args.weights else {}
-    with open_run(args.run) as run:
-        result = embed_run(run, args.encoder, batch_size=args.batch_size, progress=not args.quiet, **kwargs)
+    result = embedding(args.run, encoder=args.encoder, batch_size=args.batch_size, progress=not args.quiet, **kwargs)
     total = len(result.snapshots) + len(result.references)
     print(f"{result.encoder_id}: {total} arrays embedded ({result.computed} computed, {total - result.computed} cached)"
           + (f"; skipped non-finite snapshots {result.skipped}" if result.skipped else ""))
@@ -123,49 +125,55 @@ def cmd_embed(args: argparse.Namespace) -> int:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from .analysis import analyze_run
-    from .store import open_run
+    from . import analyses
 
     kwargs = {"path": args.weights} if args.weights else {}
-    with open_run(args.run) as run:
-        result = analyze_run(run, args.encoder, reference=args.reference, by=None if args.overall else "label",
-                             metrics=args.metrics.split(","), progress=not args.quiet, **kwargs)
-    steps = sorted(result.values)
-    if not steps:
-        print("no snapshots analysed")
-        return 0
-    names = sorted({n for v in result.values.values() for n in v if "/class=" not in n})
-    rows = []
-    for name in names:
-        s, v = result.series(name)
-        rows.append([name, len(s), _fmt(v[0]), _fmt(v[-1]), _fmt(v.min()), int(s[v.argmin()])])
-    print(f"{result.encoder_id} vs reference {result.reference!r}: {len(steps)} snapshots, "
-          f"steps {steps[0]}..{steps[-1]}")
-    print(_table(["metric", "points", "first", "last", "min", "at step"], rows))
-    classes = sorted({n for v in result.values.values() for n in v if n.startswith("quality/fid/class=")})
-    if classes:
-        last = result.values[steps[-1]]
-        print("per-class FID at the last snapshot: " + ", ".join(
-            f"{n.split('=')[1]}: {last[n]:.2f}" for n in classes if n in last))
+    result = analyses.quality(args.run, encoder=args.encoder, reference=args.reference,
+                              by=None if args.overall else "label", metrics=args.metrics.split(","),
+                              progress=not args.quiet, **kwargs)
+    _print_result(result)
     return 0
 
 
+def cmd_proximity(args: argparse.Namespace) -> int:
+    from . import analyses
+
+    kwargs = {"path": args.weights} if args.weights else {}
+    result = analyses.proximity(args.run, encoder=args.encoder, reference=args.reference, heldout=args.heldout,
+                                progress=not args.quiet, **kwargs)
+    _print_result(result)
+    return 0
+
+
+def _print_result(result) -> None:
+    from .names import parse_name
+
+    steps = sorted(result.values)
+    if not steps:
+        print("no snapshots analysed")
+        return
+    rows = []
+    for name in result.names():
+        if parse_name(name).cls is not None:
+            continue
+        s, v = result.series(name)
+        rows.append([parse_name(name).base, len(s), _fmt(v[0]), _fmt(v[-1]), _fmt(np.nanmin(v)),
+                     int(s[np.nanargmin(v)]) if np.isfinite(v).any() else "-"])
+    print(f"{result.analysis} with {result.encoder_id} vs reference {result.reference!r}: {len(steps)} snapshots "
+          f"(steps {steps[0]}..{steps[-1]}; {len(result.computed)} computed now, the rest read back)")
+    print(_table(["metric", "points", "first", "last", "min", "at step"], rows))
+    for reason in result.skipped.values():
+        print(f"skipped: {reason}") if "step=" not in reason else None
+
+
 def cmd_experiment(args: argparse.Namespace) -> int:
-    if args.name == "biased-generalization":
-        from .experiments.biased_generalization import main as experiment_main
-    elif args.name == "attribute-bias":
-        from .experiments.attribute_bias import main as experiment_main
-    elif args.name == "ple-loops":
-        from .experiments.ple_loops import main as experiment_main
-    elif args.name == "ple-gmm":
-        from .experiments.ple_gmm import main as experiment_main
-    else:
-        from .experiments.ple_fairness import main as experiment_main
-    return experiment_main(args.rest)
+    from .experiments import run_experiment
+
+    return run_experiment(args.name, args.rest)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report.html import write_report
+    from .views.report import write_report
 
     path = write_report(args.runs, args.output, title=args.title)
     size = path.stat().st_size / 1e6
@@ -176,7 +184,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from .server import create_app
+    from .views.server import create_app
 
     app = create_app(args.dir)
     print(f"evolens dashboard of {Path(args.dir).resolve()} on http://{args.host}:{args.port} (read-only; Ctrl+C stops)")
@@ -188,44 +196,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import train_demo
+    from .experiments import run_experiment
 
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    run_dir = Path(args.out) / f"cvae-{stamp}"
-    result = train_demo(run_dir, epochs=args.epochs, every=args.every, seed=args.seed, device=args.device,
-                        progress=not args.quiet)
-    print(f"\ntrained {result.steps} steps in {result.seconds:.1f} s: train loss {result.train_loss:.2f}, "
-          f"held-out loss {result.heldout_loss:.2f} nats/image; {result.snapshots} snapshots")
-    if not args.no_analysis:
-        from .analysis import analyze_run
-
-        print("\nanalysing every snapshot with digits-cnn features (trained once on first use, then cached) ...")
-        quality = analyze_run(run_dir, "digits-cnn", progress=not args.quiet)
-        steps, fids = quality.series("quality/fid")
-        _, precision = quality.series("quality/precision")
-        _, recall = quality.series("quality/recall")
-        print(f"FID vs the training digits: {fids[0]:.1f} at step {steps[0]} -> {fids[-1]:.1f} at step {steps[-1]} "
-              f"(best {fids.min():.1f} at step {steps[fids.argmin()]}); precision {precision[-1]:.2f}, "
-              f"recall {recall[-1]:.2f}")
-        last = quality.values[int(steps[-1])]
-        per_class = {n.split("=")[1]: v for n, v in last.items() if n.startswith("quality/fid/class=")}
-        if per_class:
-            worst = max(per_class, key=per_class.get)
-            print("per-class FID at the end: " + ", ".join(f"{c}: {v:.1f}" for c, v in sorted(per_class.items()))
-                  + f"  (worst: digit {worst})")
-        from .projection import project_run
-
-        print("\nfitting the evolutionary map of all snapshots (digits-cnn features, reference digits in grey) ...")
-        projection = project_run(run_dir, "digits-cnn", max_reference=1000, progress=not args.quiet)
-        print("map quality: " + ", ".join(f"{k} {v:.3f}" for k, v in projection.scores.items()))
-    from .report.html import write_report
-
-    report = write_report(run_dir, run_dir / "report.html")
-    print(f"sample grids: {run_dir / 'report'}")
-    print(f"run directory: {run_dir}")
-    print(f"report: {report}")
-    print(f"next: open the report in a browser, or watch runs live with: evolens serve {Path(args.out)}")
-    return 0
+    return run_experiment("demo", args.rest)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -265,8 +238,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_analyze)
 
+    p = sub.add_parser("proximity", help="memorisation metrics of every snapshot vs the training data, stored")
+    p.add_argument("run")
+    p.add_argument("--encoder", default="pixels")
+    p.add_argument("--weights", default=None, help="weights file or directory for the encoder")
+    p.add_argument("--reference", default="train")
+    p.add_argument("--heldout", default="heldout", help="held-out reference set (skipped when absent)")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_proximity)
+
     p = sub.add_parser("experiment", help="run a paper reproduction (e.g. biased-generalization)")
-    p.add_argument("name", choices=["biased-generalization", "attribute-bias", "ple-loops", "ple-gmm", "ple-fairness"])
+    p.add_argument("name", choices=[n for n in __import__("evolens.experiments", fromlist=["EXPERIMENTS"]).EXPERIMENTS
+                                    if n != "demo"])
     p.add_argument("rest", nargs=argparse.REMAINDER, help="options of the experiment (--help for them)")
     p.set_defaults(func=cmd_experiment)
 
@@ -288,21 +271,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: localhost only)")
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("demo", help="train a small conditional VAE on MNIST-5k under monitoring (CPU, minutes)")
-    p.add_argument("--out", default="runs/demo", help="parent directory of the new run (default: runs/demo)")
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--every", type=int, default=25, help="snapshot every N steps")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--no-analysis", action="store_true", help="skip the quality analysis after training")
+    p = sub.add_parser("demo", help="train a small conditional VAE on MNIST-5k under monitoring (CPU, minutes)",
+                       add_help=False)
+    p.add_argument("rest", nargs=argparse.REMAINDER, help="options of the demo (--help for them)")
     p.set_defaults(func=cmd_demo)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``evolens`` command; returns the exit status (2 on a user error)."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "demo":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.command == "demo":  # every option belongs to the demo's own parser
+        args.rest = list(args.rest) + extra
     try:
         return int(args.func(args) or 0)
     except EvolensError as exc:

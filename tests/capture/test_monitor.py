@@ -117,7 +117,7 @@ def test_wrong_sample_shape_vs_earlier_snapshots(make_monitor, generator):
     shapes = iter([(6, 1, 4, 4), (6, 1, 4, 5)])
     monitor = make_monitor(every=1, sample_fn=lambda p: torch.zeros(next(shapes)))
     monitor.step(0)
-    with pytest.raises(InputError, match=r"expected samples of shape \(n, 1, 4, 4\) as in earlier snapshots.*\(6, 1, 4, 5\)"):
+    with pytest.raises(InputError, match=r"samples: expected shape \(n, 1, 4, 4\) as in earlier snapshots.*\(6, 1, 4, 5\)"):
         monitor.step(1)
     assert monitor.open().steps().tolist() == [0]
 

@@ -100,7 +100,7 @@ def test_monitor_pauses_at_the_flagged_snapshot_and_resumes_one_run(tmp_path):
 def test_log_action_and_callback(tmp_path):
     seen = []
     rule = Trend("attr/preservation", direction="down", snapshots=3, min_change=0.1)
-    monitor, results = run_with_rules(tmp_path, [rule], on_alert=lambda alert, m: seen.append(alert.step))
+    monitor, results = run_with_rules(tmp_path, [rule], on_alert=lambda m, alert: seen.append(alert.step))
     assert seen == [4] and not any(r.should_pause for r in results)
     monitor.close()
 

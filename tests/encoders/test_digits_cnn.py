@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
-from evolens.datasets import digits, mnist
-from evolens.encoders import DigitsCNNEncoder, WeightsNotFoundError, cache_dir, get_encoder
+from evolens.data import digits, mnist
+from evolens._paths import cache_dir
+from evolens.encoders import DigitsCNNEncoder, WeightsNotFoundError, get_encoder
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import torch
 import evolens
 from evolens.capture import Probes
 from evolens.cli import main
-from evolens.experiments.ddpm import DDPM, SmallUNet
+from evolens.experiments.models import DDPM, SmallUNet
 
 
 def test_ddpm_sampling_is_a_function_of_the_probes():

@@ -12,13 +12,13 @@ from evolens.metrics import (
     FeatureStatistics,
     cmmd,
     density_coverage,
-    features_to_stats,
+    fid_statistics,
     fid,
-    fid_from_stats,
+    fid_from_statistics,
     kid,
     prdc,
     precision_recall,
-    real_radii_sq,
+    prdc_radii,
     vendi,
 )
 
@@ -68,7 +68,7 @@ def test_fid_invariants_and_pinned_value():
 def test_fid_of_known_gaussians_closed_form():
     # N(0, I) vs N(m, s² I): |m|² + d (1 - s)², from exact statistics.
     d, m, s = 8, 0.5, 2.0
-    value = fid_from_stats(np.zeros(d), np.eye(d), np.full(d, m), s**2 * np.eye(d))
+    value = fid_from_statistics(np.zeros(d), np.eye(d), np.full(d, m), s**2 * np.eye(d))
     assert value == pytest.approx(d * m**2 + d * (1 - s) ** 2, rel=1e-12)
 
 
@@ -77,7 +77,7 @@ def test_streaming_statistics_equal_batch_statistics(rng):
     stats = FeatureStatistics()
     for chunk in np.array_split(x, 7):
         stats.update(chunk)
-    mu, cov = features_to_stats(x)
+    mu, cov = fid_statistics(x)
     np.testing.assert_allclose(stats.mean, mu, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(stats.cov, cov, rtol=1e-9, atol=1e-10)
     restored = FeatureStatistics.from_state(stats.state())
@@ -136,7 +136,7 @@ def test_prdc_matches_brute_force_and_the_prdc_package(rng, k):
         assert getattr(ours, name) == pytest.approx(float(reference[name]), abs=tol + 1e-12), name
     assert precision_recall(real, fake, k) == (ours.precision, ours.recall)
     assert density_coverage(real, fake, k) == (ours.density, ours.coverage)
-    again = prdc(real, fake, k, real_radii=real_radii_sq(real, k))
+    again = prdc(real, fake, k, real_radii=prdc_radii(real, k))
     assert again == ours
 
 
@@ -186,7 +186,7 @@ def test_vendi_known_answers(features, expected):
         (lambda r: precision_recall(r, r[:3], k=3), "k < the number"),
         (lambda r: fid(r[0], r), "2 dimensions"),
         (lambda r: vendi(np.zeros((3, 4))), "non-zero rows"),
-        (lambda r: fid_from_stats(np.zeros(3), np.eye(3), np.zeros(2), np.eye(2)), r"mu2: expected shape \(3,\)"),
+        (lambda r: fid_from_statistics(np.zeros(3), np.eye(3), np.zeros(2), np.eye(2)), r"mu2: expected shape \(3,\)"),
     ],
     ids=["one-sample", "dims", "nan", "inf", "k-too-large", "k-vs-fake", "rank", "vendi-zero", "stats-shape"],
 )

@@ -5,6 +5,7 @@ import pytest
 
 from evolens import InputError
 from evolens.projection import (
+    NotFittedError,
     EvolutionaryTSNE,
     knn_recall,
     planted_evolution,
@@ -108,7 +109,7 @@ def test_quality_functions():
 def test_bad_input(planted, kwargs, call, match):
     snapshots, ids, _, _ = planted
     model = EvolutionaryTSNE(**kwargs)
-    with pytest.raises(InputError, match=match):
+    with pytest.raises((InputError, NotFittedError), match=match):
         if call is None:
             model.fit(snapshots[:3], ids[:3])
         else:

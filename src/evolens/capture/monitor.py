@@ -18,7 +18,6 @@ captured again, and scalars logged again for a step supersede the old values whe
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import random
@@ -33,8 +32,9 @@ import torch
 
 from .._validation import check_step, count_nonfinite, describe, to_numpy
 from ..errors import InputError
+from ..names import resolve_name
 from ..store.arrays import file_hash
-from ..store.reader import Run, check_reference
+from ..store.run import Run, check_reference
 from ..store.writer import RunWriter
 from .probes import Probes
 from .schedules import Schedule, as_schedule
@@ -123,7 +123,7 @@ class Monitor:
         rules: ``evolens.detect`` rules checked after each snapshot; each fires at most once per run.
         on_alert: what a fired rule does besides being recorded: ``"log"`` (nothing more), ``"pause"``
             (``StepResult.should_pause``; rules with ``pause=True`` always pause), or a callable
-            ``fn(alert, monitor)``.
+            ``fn(monitor, alert)`` (the monitor first, as for ``on_snapshot``).
     """
 
     def __init__(
@@ -156,7 +156,7 @@ class Monitor:
         if not all(isinstance(rule, Rule) for rule in rules):
             raise InputError(f"rules: expected evolens.detect rules (Threshold, Trend, ...), received {describe(rules)}")
         if not (callable(on_alert) or on_alert in ("log", "pause")):
-            raise InputError(f"on_alert: expected 'log', 'pause' or a callable fn(alert, monitor), received {on_alert!r}")
+            raise InputError(f"on_alert: expected 'log', 'pause' or a callable fn(monitor, alert), received {on_alert!r}")
         names = [rule.name for rule in rules]
         if len(set(names)) != len(names):
             raise InputError(f"rules: expected distinct rule names, received {names}")
@@ -177,13 +177,12 @@ class Monitor:
         self._writer = RunWriter(run_dir, kind="capture", name=name, config=run_config)
         self.run_dir = self._writer.run_dir
         self._captured = set(self._writer.captured_steps())
-        self._sample_shape = self._writer.first_snapshot_shape()
         self._probe_fingerprint = probes.fingerprint() if probes is not None else None
         self._check_resume_probes()
         self._last_step: int | None = None
         self._warned_nonfinite: set[str] = set()
-        fired = self._writer.conn.execute("SELECT kind FROM events WHERE kind LIKE 'alert:%'").fetchall()
-        self._fired = {kind[len("alert:"):] for (kind,) in fired}  # a resumed run does not fire a rule twice
+        # a resumed run does not fire a rule twice
+        self._fired = {kind[len("alert:"):] for kind in self._writer.event_kinds("alert:")}
         if self._captured:
             last = max(self._captured)
             self._writer.write_event(
@@ -197,10 +196,7 @@ class Monitor:
     def _check_resume_probes(self) -> None:
         if not self._captured or self._probe_fingerprint is None:
             return
-        row = self._writer.conn.execute(
-            "SELECT extra FROM snapshots ORDER BY step DESC LIMIT 1"
-        ).fetchone()
-        stored = json.loads(row[0]).get("probe_fingerprint")
+        stored = self._writer.last_snapshot_extra().get("probe_fingerprint")
         if stored is not None and stored != self._probe_fingerprint:
             self.close()
             raise InputError(
@@ -306,24 +302,20 @@ class Monitor:
                 )
                 warnings.warn(f"evolens: scalar {key!r} is not finite at step {step}", RuntimeWarning, stacklevel=3)
 
-    def _capture(self, step: int) -> float:
+    def _capture(self, step: int) -> tuple[float, dict[str, np.ndarray]]:
         start = time.perf_counter()
         with _sampling_context(self.seed, self.model):
             output = _split_output(self.sample_fn(self._device_probes))
         arrays = {key: to_numpy(value, f"sample_fn()[{key!r}]") for key, value in output.items()}
         samples = arrays["samples"]
-        self._check_samples(samples)
-        n = samples.shape[0]
-        ids = self.probes.ids if self.probes is not None else np.array([f"sample:{i}" for i in range(n)])
-        arrays["probe_ids"] = ids
-        if "labels" not in arrays and self.probes is not None and self.probes.labels is not None:
-            arrays["labels"] = self.probes.labels.numpy()
-        for key, value in arrays.items():
-            if key != "samples" and (value.ndim == 0 or value.shape[0] != n):
+        if self.probes is not None:
+            if samples.ndim >= 1 and samples.shape[0] != self.probes.n:
                 raise InputError(
-                    f"sample_fn()[{key!r}]: expected {n} rows (one per sample), received shape={value.shape}"
+                    f"sample_fn(): expected {self.probes.n} samples (one per probe), received shape={samples.shape}"
                 )
-        n_nonfinite = count_nonfinite(samples)
+            arrays["probe_ids"] = self.probes.ids
+            if "labels" not in arrays and self.probes.labels is not None:
+                arrays["labels"] = self.probes.labels.numpy()
         checkpoint_path = checkpoint_hash = None
         if self.checkpoint is not None:
             path = self.checkpoint(step)
@@ -331,20 +323,18 @@ class Monitor:
                 if not Path(path).is_file():
                     raise InputError(f"checkpoint: expected checkpoint({step}) to return an existing file, received {str(path)!r}")
                 checkpoint_path, checkpoint_hash = str(Path(path).resolve()), file_hash(path)
-        extra = {"probe_fingerprint": self._probe_fingerprint}
-        capture_seconds = time.perf_counter() - start
-        self._writer.write_snapshot(
+        stored = self._writer.write_snapshot(
             step,
             arrays,
             wall_time=time.time(),
-            capture_seconds=capture_seconds,
+            capture_seconds=time.perf_counter() - start,
             seed=self.seed,
-            n_nonfinite=n_nonfinite,
             checkpoint_path=checkpoint_path,
             checkpoint_hash=checkpoint_hash,
-            extra=extra,
+            extra={"probe_fingerprint": self._probe_fingerprint},
         )
         self._captured.add(step)
+        n_nonfinite = count_nonfinite(stored["samples"])
         if n_nonfinite:
             # Decision: keep the snapshot as captured (NaNs are evidence that training diverged) and flag it;
             # analyses skip or reject non-finite snapshots explicitly instead of silently dropping them.
@@ -355,7 +345,7 @@ class Monitor:
                 data={"n_nonfinite": n_nonfinite, "fraction": fraction},
             )
             warnings.warn(f"evolens: {message}", RuntimeWarning, stacklevel=3)
-        return time.perf_counter() - start, arrays
+        return time.perf_counter() - start, stored
 
     def _after_snapshot(self, step: int, arrays: Mapping[str, np.ndarray], result: StepResult) -> None:
         """Run the snapshot hooks (their values become scalars), then the rules; record and act on alerts."""
@@ -367,11 +357,15 @@ class Monitor:
             return
         if self._reader is None:
             self._reader = Run(self.run_dir)
-        logged = set(self._reader.scalar_names())  # one query per snapshot, not one per rule
+        logged = self._reader.scalar_names()  # one query per snapshot, not one per rule
         for rule in self.rules:
-            if rule.name in self._fired or rule.metric not in logged:
+            if rule.name in self._fired:
                 continue
-            alert = rule.check(*self._reader.scalars(rule.metric))
+            try:
+                metric = resolve_name(rule.metric, logged)
+            except InputError:  # not logged yet (or ambiguous: several encoders; a rule names one of them)
+                continue
+            alert = rule.check(*self._reader.scalars(metric))
             if alert is None:
                 continue
             self._fired.add(rule.name)
@@ -381,27 +375,8 @@ class Monitor:
                                      data={**alert.as_data(), "pause": pause, "checkpoint": checkpoint})
             result.alerts.append(alert)
             if callable(self.on_alert):
-                self.on_alert(alert, self)
+                self.on_alert(self, alert)
             if pause:
                 result.should_pause = True
                 self._writer.write_event("pause", f"training paused at step {step} by {rule.name}", step=step,
                                          data={"rule": rule.name, "checkpoint": checkpoint})
-
-    def _check_samples(self, samples: np.ndarray) -> None:
-        if samples.ndim < 2:
-            raise InputError(f"sample_fn(): expected samples of shape (n, ...) with n >= 1, received shape={samples.shape}")
-        if not (np.issubdtype(samples.dtype, np.number) or samples.dtype == bool):
-            raise InputError(f"sample_fn(): expected numeric samples, received dtype={samples.dtype}")
-        if samples.shape[0] == 0:
-            raise InputError(f"sample_fn(): expected at least one sample, received shape={samples.shape}")
-        if self.probes is not None and samples.shape[0] != self.probes.n:
-            raise InputError(
-                f"sample_fn(): expected {self.probes.n} samples (one per probe), received shape={samples.shape}"
-            )
-        if self._sample_shape is None:
-            self._sample_shape = tuple(samples.shape[1:])
-        elif tuple(samples.shape[1:]) != self._sample_shape:
-            raise InputError(
-                f"sample_fn(): expected samples of shape (n, {', '.join(map(str, self._sample_shape))}) as in earlier "
-                f"snapshots of this run, received shape={samples.shape}"
-            )

@@ -2,7 +2,7 @@
 
 For MNIST-scale experiments an ImageNet network is the wrong ruler; the standard is a classifier trained on
 the digits themselves (its penultimate activations for FID-style metrics, its head for class labels). The
-network trains on the MNIST train split that ``evolens.datasets.mnist`` provides (CPU, ~20 s) and its weights
+network trains on the MNIST train split that ``evolens.data.mnist`` provides (CPU, ~20 s) and its weights
 are cached under the user cache directory keyed by the data hash and the seed, so it is trained once per
 machine. ``path=`` loads given weights instead (no training).
 """
@@ -92,7 +92,7 @@ class DigitsCNNEncoder(Encoder):
 
     @staticmethod
     def _cached_or_trained(seed: int) -> Path:
-        from ..datasets import mnist
+        from ..data import mnist
 
         train = mnist("train", seed=0)
         key = f"{array_hash(train.images)[:12]}-{array_hash(train.labels)[:8]}-s{seed}"

@@ -32,10 +32,11 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..capture import Monitor, Probes
-from ..datasets import mnist
+from ..data import mnist
 from ..detect import Threshold
 from ..metrics import fid, preservation_rate
 from ..metrics.proximity import nearest_neighbors
+from .models import Translator
 
 AFFECTED = 6  # the class absent from the thick target domain
 
@@ -43,28 +44,6 @@ AFFECTED = 6  # the class absent from the thick target domain
 def thicken(images: torch.Tensor) -> torch.Tensor:
     """The thick stroke style: 3x3 grey dilation of (n, 1, 28, 28) images in [0, 1]."""
     return F.max_pool2d(images, 3, stride=1, padding=1)
-
-
-class Translator(nn.Module):
-    """Small encoder-decoder CNN (28 → 7 → 28): (n, 1, 28, 28) digits in [0, 1] → translated digits in [0, 1].
-
-    The 7x7 bottleneck sees the whole digit, so the network can change a digit's shape, not only its strokes.
-    """
-
-    def __init__(self, width: int = 32) -> None:
-        super().__init__()
-        self.encode = nn.Sequential(
-            nn.Conv2d(1, width, 4, 2, 1), nn.LeakyReLU(0.2),              # 14x14
-            nn.Conv2d(width, 2 * width, 4, 2, 1), nn.LeakyReLU(0.2),      # 7x7
-            nn.Conv2d(2 * width, 2 * width, 3, padding=1), nn.LeakyReLU(0.2),
-        )
-        self.decode = nn.Sequential(
-            nn.ConvTranspose2d(2 * width, width, 4, 2, 1), nn.ReLU(),     # 14x14
-            nn.ConvTranspose2d(width, 1, 4, 2, 1),                        # 28x28 logits
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.decode(self.encode(x)))
 
 
 def _loss(model: Translator, x: torch.Tensor, targets: np.ndarray, target_features: np.ndarray, digits,

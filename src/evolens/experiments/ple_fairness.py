@@ -21,10 +21,11 @@ from typing import Any, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
+from .. import names as N
 from ._output import write_summary
-from ..datasets import mnist
+from ..data import mnist
 from ..metrics import fid, rfair
-from ..ple import VAE, MLETrainer, PLETrainer
+from ..collapse import VAE, MLETrainer, PLETrainer
 
 MAJORITY, MINORITY = 3, 6
 
@@ -85,9 +86,10 @@ def run_experiment(out: str | Path, *, ratios: Sequence[float] = (4, 10, 20), se
         with RunWriter(out / f"ratio{ratio:g}" / f"{name}-seed{seed}", name=f"{name} ratio {ratio:g} seed {seed}",
                        config={"kind": "ple-fairness", **{k: row[k] for k in ("ratio", "seed", "estimator")}}) as w:
             w.write_reference("train", images, labels)
-            w.write_snapshot(0, {"samples": samples, "labels": generated}, wall_time=time.time(), capture_seconds=0.0)
-            w.write_scalars(0, {f"fairness/{k}": row[k] for k in ("rfair", "amplification", "fid_ratio")}
-                            | {"quality/class=3/fid": row["fid_majority"], "quality/class=6/fid": row["fid_minority"]})
+            w.write_snapshot(0, {"samples": samples, "labels": generated})
+            w.write_scalars(0, {f"{N.FAIRNESS}/{k}": row[k] for k in (N.RFAIR, N.AMPLIFICATION, N.FID_RATIO)}
+                            | {N.scalar_name(N.QUALITY, N.FID, cls=c, encoder=classifier.id, reference="mnist-train"):
+                               per_class_fid[c] for c in (MAJORITY, MINORITY)})
     summary = {"rows": rows, "seconds": round(time.perf_counter() - start, 1), "lam": lam, "steps": steps}
     write_summary(out, summary, _markdown(summary), progress, "runs and summary")
     return summary

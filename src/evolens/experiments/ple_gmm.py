@@ -3,7 +3,7 @@
 Data: a 1-D mixture of two Gaussians, N(−2, 0.6²) with weight 1 − π and N(+2, 0.6²) with weight π (the minority),
 n ∈ {20, 50, 200} samples, π ∈ {0.5, 0.2, 0.1}. Each estimator fits a 2-component mixture (k-means start);
 reported per cell, mean ± sd over seeds: the absolute error of the minority weight, the error of the minority
-component's variance (relative), and the RMS error over all parameters (``evolens.loops.parameter_error``).
+component's variance (relative), and the RMS error over all parameters (``evolens.collapse.loops.parameter_error``).
 
     python -m experiments.ple_gmm [--out runs/ple-gmm] [--seeds 0 1 2 3 4]
 """
@@ -18,8 +18,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ._output import write_summary
-from ..loops import parameter_error
-from ..ple import GaussianMixture, MLETrainer, PLETrainer
+from ..collapse.loops import parameter_error
+from ..collapse import GaussianMixture, MLETrainer, PLETrainer
 
 MEANS, STD = (-2.0, 2.0), 0.6
 

@@ -20,8 +20,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from ._output import write_summary
-from ..loops import SelfConsumingLoop
-from ..ple import Gaussian, GaussianMixture, MLETrainer, PLETrainer
+from ..collapse.loops import SelfConsumingLoop
+from ..collapse import Gaussian, GaussianMixture, MLETrainer, PLETrainer
 
 GMM_WEIGHTS = np.array([0.5, 0.3, 0.2])
 GMM_MEANS = np.array([[-3.0, 0.0], [0.0, 3.0], [3.0, 0.0]])

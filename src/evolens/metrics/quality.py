@@ -30,15 +30,15 @@ __all__ = [
     "FeatureStatistics",
     "check_features",
     "cmmd",
-    "cmmd_real_term",
+    "cmmd_reference_term",
     "density_coverage",
-    "features_to_stats",
+    "fid_statistics",
     "fid",
-    "fid_from_stats",
+    "fid_from_statistics",
     "kid",
     "precision_recall",
     "prdc",
-    "real_radii_sq",
+    "prdc_radii",
     "vendi",
 ]
 
@@ -98,7 +98,7 @@ def _mean_cov(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, (centred.T @ centred) / (x.shape[0] - 1)
 
 
-def features_to_stats(features: Any) -> tuple[np.ndarray, np.ndarray]:
+def fid_statistics(features: Any) -> tuple[np.ndarray, np.ndarray]:
     """Mean (d,) and unbiased covariance (d, d), float64, of features (n, d) with n >= 2."""
     return _mean_cov(check_features(features, "features"))
 
@@ -121,7 +121,7 @@ def _trace_sqrt_product(s1: np.ndarray, s2: np.ndarray) -> float:
     return float(np.sqrt(np.clip(eigenvalues, 0.0, None)).sum())
 
 
-def fid_from_stats(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any) -> float:
+def fid_from_statistics(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any) -> float:
     """Fréchet distance between Gaussians N(mu1, sigma1) and N(mu2, sigma2).
 
     ``|mu1 - mu2|² + tr(sigma1) + tr(sigma2) - 2 tr sqrt(sigma1 sigma2)``; means (d,), covariances (d, d).
@@ -157,7 +157,7 @@ def fid(real: Any, fake: Any) -> float:
         value = diff @ diff + np.einsum("ij,ij->", a1, a1) + np.einsum("ij,ij->", a2, a2) - 2.0 * cross
         return float(max(value, 0.0))
     (mu1, cov1), (mu2, cov2) = _mean_cov(real), _mean_cov(fake)
-    return fid_from_stats(mu1, cov1, mu2, cov2)
+    return fid_from_statistics(mu1, cov1, mu2, cov2)
 
 
 class FeatureStatistics:
@@ -266,7 +266,7 @@ class PRDC:
     coverage: float
 
 
-def real_radii_sq(real: Any, k: int) -> np.ndarray:
+def prdc_radii(real: Any, k: int) -> np.ndarray:
     """Squared distance of each real sample to its k-th nearest other real sample (n,), for reuse in ``prdc``."""
     real = check_features(real, "real", dtype=None)
     _check_k(k, real.shape[0], real.shape[0])
@@ -285,7 +285,7 @@ def prdc(
     """All four manifold metrics in one blocked pass, with the ``prdc`` package's definitions.
 
     Radii are distances to the k-th nearest neighbour within each set (the point itself excluded);
-    comparisons are strict (``<``), as in ``prdc``. ``real_radii`` (from ``real_radii_sq(real, k)``) skips
+    comparisons are strict (``<``), as in ``prdc``. ``real_radii`` (from ``prdc_radii(real, k)``) skips
     recomputing the real set's radii when many fake sets are compared with one real set.
     """
     real, fake = _check_pair(real, fake, dtype=None)  # float32 features stay float32: no copy, fast GEMMs
@@ -345,7 +345,7 @@ def cmmd(
 
     The estimator of the authors' code: means over the full kernel matrices, diagonals included. Meant for
     CLIP embeddings; works on any features. ``real_term`` (the mean real-real kernel value, from
-    ``cmmd_real_term``) avoids recomputing it when many fake sets are compared with one real set.
+    ``cmmd_reference_term``) avoids recomputing it when many fake sets are compared with one real set.
     """
     real, fake = _check_pair(real, fake, min_samples=1)
     gamma = 1.0 / (2.0 * sigma**2)
@@ -353,7 +353,7 @@ def cmmd(
     return float(scale * (k_rr + _mean_rbf(fake, fake, gamma) - 2.0 * _mean_rbf(real, fake, gamma)))
 
 
-def cmmd_real_term(real: Any, sigma: float = 10.0) -> float:
+def cmmd_reference_term(real: Any, sigma: float = 10.0) -> float:
     """Mean RBF kernel value over all pairs of ``real`` (the part of CMMD that depends on real only)."""
     real = check_features(real, "real", min_samples=1)
     return _mean_rbf(real, real, 1.0 / (2.0 * sigma**2))

@@ -1,21 +1,20 @@
-"""Time-consistent ("evolutionary") 2-D maps of reference data and snapshots, and their quality scores."""
+"""The evolutionary map: one time-consistent 2-D layout of reference data and every snapshot, and its scores.
 
-from .evolutionary import LAYOUTS, EvolutionaryTSNE
-from .quality import knn_recall, map_scale, matched_indices, temporal_stability, trustworthiness
-from .run import Projection, load_projection, project_run, projection_figure
+Fitting a map to a run and storing it is an analysis: ``evolens.analyses.projection``.
+"""
+
+from .evolutionary import LAYOUTS, EvolutionaryTSNE, NotFittedError
+from .scores import knn_recall, map_scale, matched_indices, temporal_stability, trustworthiness
 from .synthetic import planted_evolution
 
 __all__ = [
     "EvolutionaryTSNE",
     "LAYOUTS",
-    "Projection",
+    "NotFittedError",
     "knn_recall",
     "map_scale",
     "matched_indices",
-    "load_projection",
     "planted_evolution",
-    "project_run",
-    "projection_figure",
     "temporal_stability",
     "trustworthiness",
 ]

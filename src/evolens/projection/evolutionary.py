@@ -27,16 +27,46 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from sklearn.base import BaseEstimator
+from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
+
 from .._validation import check_array, describe
-from ..errors import InputError
-from .quality import knn_recall, map_scale, matched_indices, temporal_stability, trustworthiness
+from ..errors import EvolensError, InputError
+from .scores import knn_recall, map_scale, matched_indices, temporal_stability, trustworthiness
 
 LAYOUTS = ("free", "rectilinear", "radial")
 _STIFFNESS = 0.05  # gradient scale of the penalties: weight 1 moves a point ~5% of the way per iteration
 
 
-class EvolutionaryTSNE:
+class NotFittedError(EvolensError, _SklearnNotFittedError):
+    """A map was used (``extend``, ``scores``) before ``fit``; also scikit-learn's ``NotFittedError``."""
+
+
+class _Objective:
+    """openTSNE's FFT gradient plus the penalties of ``model`` (a class, not a closure, so a fitted map pickles)."""
+
+    def __init__(self, model: "EvolutionaryTSNE", group: np.ndarray, pairs, fixed_targets=None,
+                 n_total: int | None = None) -> None:
+        self.model, self.group, self.pairs, self.fixed_targets, self.n_total = model, group, pairs, fixed_targets, n_total
+
+    def __call__(self, embedding, P, dof, bh_params=None, fft_params=None, reference_embedding=None, n_jobs=1,
+                 should_eval_error=False, **_):
+        from openTSNE.tsne import kl_divergence_fft
+
+        error, gradient = kl_divergence_fft(embedding, P, dof, fft_params, reference_embedding=reference_embedding,
+                                            should_eval_error=should_eval_error, n_jobs=n_jobs)
+        total = self.n_total or embedding.shape[0]
+        gradient += self.model._extra_gradient(np.asarray(embedding), self.group, self.pairs, self.fixed_targets, total)
+        return error, gradient
+
+
+class EvolutionaryTSNE(BaseEstimator):
     """Time-consistent t-SNE of snapshots (and reference data) in one 2-D map.
+
+    Follows scikit-learn's estimator contract: ``__init__`` only stores parameters (``get_params``/``clone``
+    work), learned attributes end in ``_``, ``fit`` returns self, and using an unfitted map raises
+    ``NotFittedError``. ``to_bytes``/``from_bytes`` (and ``save``/``load``) keep a fitted map across processes,
+    so ``extend`` works after a restart.
 
     Args:
         layout: ``"free"``, ``"rectilinear"`` or ``"radial"`` (see module docstring).
@@ -149,18 +179,8 @@ class EvolutionaryTSNE:
                 gradient += w * (radius - targets[:, None]) * centred / radius
         return gradient
 
-    def _objective(self, group: np.ndarray, pairs, fixed_targets=None, n_total: int | None = None):
-        from openTSNE.tsne import kl_divergence_fft
-
-        def objective(embedding, P, dof, bh_params=None, fft_params=None, reference_embedding=None, n_jobs=1,
-                      should_eval_error=False, **_):
-            error, gradient = kl_divergence_fft(embedding, P, dof, fft_params, reference_embedding=reference_embedding,
-                                                should_eval_error=should_eval_error, n_jobs=n_jobs)
-            total = n_total or embedding.shape[0]
-            gradient += self._extra_gradient(np.asarray(embedding), group, pairs, fixed_targets, total)
-            return error, gradient
-
-        return objective
+    def _objective(self, group: np.ndarray, pairs, fixed_targets=None, n_total: int | None = None) -> _Objective:
+        return _Objective(self, group, pairs, fixed_targets, n_total)
 
     # -- fitting --------------------------------------------------------------------------------------
     def fit(self, snapshots: Sequence[Any], instance_ids: Sequence[Any], reference: Any = None) -> "EvolutionaryTSNE":
@@ -236,7 +256,37 @@ class EvolutionaryTSNE:
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "embedding_"):
-            raise InputError("EvolutionaryTSNE: call fit(snapshots, instance_ids) first")
+            raise NotFittedError("EvolutionaryTSNE: this map is not fitted yet; call fit(snapshots, instance_ids) "
+                                 "first, or load a fitted one with EvolutionaryTSNE.load / from_bytes")
+
+    # -- persistence ----------------------------------------------------------------------------------
+    def to_bytes(self) -> np.ndarray:
+        """The fitted map, serialised with pickle, as a uint8 array (what a run stores)."""
+        import pickle
+
+        self._check_fitted()
+        return np.frombuffer(pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL), dtype=np.uint8).copy()
+
+    @classmethod
+    def from_bytes(cls, blob: Any) -> "EvolutionaryTSNE":
+        """A map from ``to_bytes()``. Unpickling runs code: load only maps you (or a run you trust) wrote."""
+        import pickle
+
+        model = pickle.loads(np.asarray(blob, dtype=np.uint8).tobytes())
+        if not isinstance(model, cls):
+            raise InputError(f"blob: expected a serialised {cls.__name__}, received a {type(model).__name__}")
+        return model
+
+    def save(self, path: Any) -> None:
+        """Write the fitted map to ``path`` (see ``to_bytes``)."""
+        with open(path, "wb") as handle:
+            handle.write(self.to_bytes().tobytes())
+
+    @classmethod
+    def load(cls, path: Any) -> "EvolutionaryTSNE":
+        """Read a map written by ``save`` (trusted files only: it is a pickle)."""
+        with open(path, "rb") as handle:
+            return cls.from_bytes(np.frombuffer(handle.read(), dtype=np.uint8))
 
     def extend(self, new_snapshot: Any, instance_ids: Any, *, n_iter: int = 150) -> np.ndarray:
         """Place a new snapshot (n, d) on the fitted map without moving any earlier point; returns (n, 2).

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError, StoreIntegrityError
+from .layout import ARRAYS_DIR, array_relative_path
 
 _TMP_MARK = ".tmp-"
 
@@ -49,7 +50,7 @@ def file_hash(path: str | os.PathLike, chunk_bytes: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -71,9 +72,6 @@ class ArrayStore:
         self.run_dir = Path(run_dir)
         self.fsync = fsync
 
-    def relative_path(self, digest: str) -> str:
-        """Path, relative to the run directory, of the array named ``digest``."""
-        return f"arrays/{digest[:2]}/{digest}.npy"
 
     def put(self, array: np.ndarray, name: str = "array") -> StoredArray:
         """Store ``array`` (any shape, numeric, bool or fixed-width string dtype) and return its record.
@@ -84,7 +82,7 @@ class ArrayStore:
         if array.dtype.hasobject:
             raise InputError(f"{name}: expected a numeric, bool or string array, received dtype=object shape={array.shape}")
         digest = array_hash(array)
-        rel = self.relative_path(digest)
+        rel = array_relative_path(digest)
         target = self.run_dir / rel
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -114,7 +112,7 @@ class ArrayStore:
     def remove_stale_temporaries(self) -> int:
         """Delete temporary files left by writers that died mid-write; return how many were removed."""
         removed = 0
-        root = self.run_dir / "arrays"
+        root = self.run_dir / ARRAYS_DIR
         if not root.is_dir():
             return 0
         for tmp in root.glob(f"*/*{_TMP_MARK}*"):
@@ -122,7 +120,7 @@ class ArrayStore:
                 pid = int(tmp.name.rsplit(_TMP_MARK, 1)[1])
             except ValueError:
                 continue
-            if not _pid_alive(pid):
+            if not pid_alive(pid):
                 tmp.unlink(missing_ok=True)
                 removed += 1
         return removed

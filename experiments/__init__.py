@@ -1,1 +1,0 @@
-"""One-command experiments: ``python -m experiments.<name>`` (thin wrappers over ``evolens.experiments``)."""

@@ -1,0 +1,118 @@
+"""Embed the snapshots and reference sets of a run, once per (content, encoder).
+
+Features are stored in the run as derived arrays of kind ``features`` under (encoder id, content hash of the
+images): calling ``embedding``
+again, from another process, or after more snapshots arrived, only embeds what is new. Snapshots whose
+samples contain NaN/inf are skipped with a warning (their features would be meaningless); the skip is
+reported in the result.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..encoders.base import Encoder, describe_encoder_input
+from ..encoders.registry import get_encoder
+from ..errors import InputError
+from ..store.derived import FEATURES
+from ..store.run import Run, opened
+from ._base import choose_steps
+
+
+@dataclass
+class RunEmbedding:
+    """Features of a run under one encoder.
+
+    Attributes:
+        encoder_id: id of the encoder (name + weights hash).
+        snapshots: step → (n_probes, dim) float32 features.
+        references: reference name → (n, dim) float32 features.
+        skipped: steps not embedded because their samples are not finite.
+        computed: how many arrays were embedded now (the rest came from the cache).
+    """
+
+    encoder_id: str
+    snapshots: dict[int, np.ndarray] = field(default_factory=dict)
+    references: dict[str, np.ndarray] = field(default_factory=dict)
+    skipped: list[int] = field(default_factory=list)
+    computed: int = 0
+
+
+def embedding(
+    run: Run | str | os.PathLike,
+    *,
+    encoder: str | Encoder = "efficientnet-lite0",
+    reference: bool | str | Sequence[str] = True,
+    steps: Sequence[int] | None = None,
+    batch_size: int | None = None,
+    progress: bool = True,
+    **encoder_kwargs: Any,
+) -> RunEmbedding:
+    """Embed every snapshot (or ``steps``) and every reference set (or the named ones) of ``run``.
+
+    Args:
+        run: a ``Run`` or a run directory.
+        encoder: registered name or ``Encoder`` instance; ``encoder_kwargs`` go to ``get_encoder``.
+        reference: True for every reference set, False for none, or a name or list of names.
+        steps: snapshot steps to embed (default: all).
+        batch_size: encoder batch size (default: the encoder's).
+        progress: show a progress bar over the arrays to embed.
+
+    Returns a ``RunEmbedding``. Encoders that need fitting (``pixels`` with ``pca=``) are fitted on the
+    ``train`` reference (or the first one).
+    """
+    encoder = get_encoder(encoder, **encoder_kwargs)
+    with opened(run) as run:
+        return _embed(run, encoder, reference, steps, batch_size, progress)
+
+
+def _embed(run: Run, encoder: Encoder, reference: Any, steps: Sequence[int] | None, batch_size: int | None,
+           progress: bool) -> RunEmbedding:
+    if getattr(encoder, "needs_fit", False):
+        names = run.reference_names()
+        if not names:
+            raise InputError("encoder: needs fitting on a reference set, but the run has none (Run.add_reference)")
+        encoder.fit(run.reference("train" if "train" in names else names[0]).images)
+    if reference is True:
+        wanted_refs = run.reference_names()
+    elif reference is False or reference is None:
+        wanted_refs = []
+    else:
+        wanted_refs = [reference] if isinstance(reference, str) else list(reference)
+        unknown = sorted(set(wanted_refs) - set(run.reference_names()))
+        if unknown:
+            raise InputError(f"reference: no reference sets {unknown} in run {run.name!r}; "
+                             f"known: {run.reference_names()}")
+    by_step = {s.step: s for s in run.snapshots()}
+    snapshots = [by_step[s] for s in choose_steps(run, steps)]
+    result = RunEmbedding(encoder.id)
+    todo: list[tuple[str, Any, str]] = []  # (kind, key, content hash)
+    for snap in snapshots:
+        if snap.n_nonfinite:
+            result.skipped.append(snap.step)
+            continue
+        todo.append(("snapshot", snap.step, snap.arrays["samples"]))
+    for name in wanted_refs:
+        todo.append(("reference", name, run.reference_hash(name)))
+    if result.skipped:
+        warnings.warn(
+            f"evolens: snapshots at steps {result.skipped} have non-finite samples and were not embedded",
+            RuntimeWarning, stacklevel=3,
+        )
+    from tqdm.auto import tqdm
+
+    description = describe_encoder_input(encoder)
+    for kind, key, digest in tqdm(todo, desc=f"embedding ({encoder.name})", unit="set", disable=not progress):
+        features = run.derived(FEATURES, encoder_id=encoder.id, source=digest)
+        if features is None:
+            images = run.samples(key) if kind == "snapshot" else run.reference(key).images
+            features = encoder.encode(images, batch_size)
+            run.add_derived(FEATURES, features, encoder_id=encoder.id, source=digest, meta=description)
+            result.computed += 1
+        (result.snapshots if kind == "snapshot" else result.references)[key] = np.asarray(features)
+    return result

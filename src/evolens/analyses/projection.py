@@ -1,0 +1,176 @@
+"""Projection analysis: embed a run, lay out reference data and every snapshot on one map, store the map.
+
+``projection(run, encoder=...)`` fits an ``EvolutionaryTSNE`` and stores, as derived arrays of the run, the map
+coordinates of each snapshot and of a reference subsample, the labels of that subsample and the fitted map
+itself (so ``extend`` can place later snapshots after a restart). A ``projection`` event records its
+parameters, scores and axis ranges. The same call on the same inputs finds the stored map and computes
+nothing. ``load_projection`` reads a map back; the report and the dashboard draw it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..encoders import Encoder, get_encoder
+from ..errors import InputError
+from ..projection.evolutionary import EvolutionaryTSNE
+from ..store.derived import (PROJECTION_COORDS, PROJECTION_MODEL, PROJECTION_REFERENCE_COORDS,
+                             PROJECTION_REFERENCE_LABELS)
+from ..store.run import Run, opened
+from ._base import check_reference_name, choose_steps
+from .embedding import embedding
+
+__all__ = ["Projection", "load_projection", "projection", "projection_bounds", "projection_coords",
+           "stored_projections"]
+
+
+@dataclass
+class Projection:
+    """A stored map: ``coords[step]`` (n, 2), ``ids[step]``, ``labels[step]`` (or None), reference points."""
+
+    projection_id: str
+    encoder_id: str
+    layout: str
+    steps: list[int]
+    coords: dict[int, np.ndarray] = field(default_factory=dict)
+    ids: dict[int, np.ndarray] = field(default_factory=dict)
+    labels: dict[int, np.ndarray | None] = field(default_factory=dict)
+    reference_coords: np.ndarray | None = None
+    reference_labels: np.ndarray | None = None
+    scores: dict[str, float] = field(default_factory=dict)
+    computed: bool = False
+
+
+def projection_bounds(parts: list[np.ndarray | None]) -> list[float]:
+    """[x_min, x_max, y_min, y_max] over every (n, 2) array in ``parts`` (None entries skipped)."""
+    every = np.concatenate([p for p in parts if p is not None])
+    return [float(every[:, 0].min()), float(every[:, 0].max()), float(every[:, 1].min()), float(every[:, 1].max())]
+
+
+def stored_projections(run: Run) -> list[dict[str, Any]]:
+    """The description of every map stored in the run (oldest first): ``projection_id``, ``encoder_id``,
+    ``layout``, ``steps``, ``scores``, ``bounds`` (when recorded) and the parameters."""
+    return [e.data for e in run.events(kind="projection")]
+
+
+def projection_coords(run: Run, meta: dict[str, Any], step: int | None) -> np.ndarray | None:
+    """Map coordinates (n, 2) of snapshot ``step`` (or of the reference points when None) of the map ``meta``."""
+    kind = PROJECTION_COORDS if step is not None else PROJECTION_REFERENCE_COORDS
+    return run.derived(kind, encoder_id=meta["encoder_id"], source=meta["projection_id"], step=step)
+
+
+def projection_reference_labels(run: Run, meta: dict[str, Any]) -> np.ndarray | None:
+    """Labels of the reference points of the map ``meta`` (None when the reference has no labels)."""
+    return run.derived(PROJECTION_REFERENCE_LABELS, encoder_id=meta["encoder_id"], source=meta["projection_id"])
+
+
+def projection(
+    run: Run | str | os.PathLike,
+    *,
+    encoder: str | Encoder = "efficientnet-lite0",
+    reference: str | None = "train",
+    steps: Sequence[int] | None = None,
+    max_reference: int = 2000,
+    layout: str = "free",
+    seed: int = 0,
+    progress: bool = True,
+    **params: Any,
+) -> Projection:
+    """Fit an ``EvolutionaryTSNE`` to the run's snapshots (and a reference subsample) and store it in the run.
+
+    Args:
+        run: ``Run`` or run directory.
+        encoder: encoder name or instance (features cached in the run).
+        reference: reference set drawn in grey on the map (None for none); at most ``max_reference`` of its
+            points, chosen with ``seed``.
+        steps: snapshots to project (default: all with finite samples).
+        layout, params: passed to ``EvolutionaryTSNE``.
+
+    Returns the ``Projection`` (``computed`` False when an identical map was already stored).
+    """
+    encoder = get_encoder(encoder)
+    with opened(run) as run:
+        if reference is not None:
+            check_reference_name(run, reference)
+        nonfinite = {s.step for s in run.snapshots() if s.n_nonfinite}
+        chosen = [s for s in choose_steps(run, steps) if s not in nonfinite]
+        if not chosen:
+            raise InputError(f"run: no snapshots with finite samples to project in {run.name!r}")
+        description = {"encoder_id": encoder.id, "layout": layout, "steps": chosen, "reference": reference,
+                       "max_reference": max_reference, "seed": seed, "params": params}
+        projection_id = hashlib.sha256(json.dumps(description, sort_keys=True, default=str).encode()).hexdigest()[:16]
+        if any(meta.get("projection_id") == projection_id for meta in stored_projections(run)):
+            return load_projection(run, projection_id)
+        embedded = embedding(run, encoder=encoder, reference=[reference] if reference else False, steps=chosen,
+                             progress=progress)
+        ref_features = ref_labels = None
+        if reference is not None:
+            all_features = embedded.references[reference]
+            rng = np.random.default_rng(seed)
+            index = np.sort(rng.choice(all_features.shape[0], min(max_reference, all_features.shape[0]), replace=False))
+            ref_features = all_features[index]
+            labels = run.reference(reference).labels
+            ref_labels = labels[index] if labels is not None else None
+        ids = [run.probe_ids(s) for s in chosen]
+        model = EvolutionaryTSNE(layout=layout, random_state=seed, **params)
+        model.fit([embedded.snapshots[s] for s in chosen], ids, reference=ref_features)
+        scores = model.scores()
+        result = Projection(projection_id, encoder.id, layout, chosen, reference_labels=ref_labels, scores=scores,
+                            computed=True)
+        key = {"encoder_id": encoder.id, "source": projection_id}
+        for step, coords, step_ids in zip(chosen, model.embedding_, ids):
+            result.coords[step] = coords.astype(np.float32)
+            result.ids[step] = step_ids
+            result.labels[step] = run.labels(step)
+            run.add_derived(PROJECTION_COORDS, result.coords[step], step=step, **key)
+        if model.reference_embedding_ is not None:
+            result.reference_coords = model.reference_embedding_.astype(np.float32)
+            run.add_derived(PROJECTION_REFERENCE_COORDS, result.reference_coords, **key)
+            if ref_labels is not None:
+                run.add_derived(PROJECTION_REFERENCE_LABELS, ref_labels, **key)
+        run.add_derived(PROJECTION_MODEL, model.to_bytes(), **key)
+        bounds = projection_bounds([result.coords[s] for s in chosen] + [result.reference_coords])
+        run.add_event("projection", f"evolutionary t-SNE ({layout}) of {len(chosen)} snapshots with {encoder.id}",
+                      data={**description, "projection_id": projection_id, "scores": scores, "bounds": bounds})
+    return result
+
+
+def load_projection(run: Run | str | os.PathLike, projection_id: str | None = None) -> Projection:
+    """Read a stored projection (the latest one unless ``projection_id`` is given)."""
+    with opened(run) as run:
+        metas = [m for m in stored_projections(run) if projection_id is None or m.get("projection_id") == projection_id]
+        if not metas:
+            raise InputError(f"run: no stored projection{' ' + projection_id if projection_id else ''} in "
+                             f"{run.name!r}; run evolens.analyses.projection first")
+        meta = metas[-1]
+        result = Projection(meta["projection_id"], meta["encoder_id"], meta["layout"], list(meta["steps"]),
+                            scores=meta.get("scores", {}))
+        for step in result.steps:
+            result.coords[step] = projection_coords(run, meta, step)
+            result.ids[step] = run.probe_ids(step)
+            result.labels[step] = run.labels(step)
+        result.reference_coords = projection_coords(run, meta, None)
+        result.reference_labels = projection_reference_labels(run, meta)
+    return result
+
+
+def load_projection_model(run: Run | str | os.PathLike, projection_id: str | None = None) -> EvolutionaryTSNE:
+    """The fitted map of a stored projection, ready for ``extend`` (maps stored by evolens 0.1 have none).
+
+    The map is stored with pickle: load maps only from runs you trust, as with any pickled model.
+    """
+    with opened(run) as run:
+        metas = [m for m in stored_projections(run) if projection_id is None or m.get("projection_id") == projection_id]
+        if not metas:
+            raise InputError(f"run: no stored projection{' ' + projection_id if projection_id else ''} in {run.name!r}")
+        blob = run.derived(PROJECTION_MODEL, encoder_id=metas[-1]["encoder_id"], source=metas[-1]["projection_id"])
+        if blob is None:
+            raise InputError(f"projection_id: the map {metas[-1]['projection_id']} has no stored model "
+                             "(written by evolens 0.1); fit it again with evolens.analyses.projection")
+        return EvolutionaryTSNE.from_bytes(blob)

@@ -1,0 +1,180 @@
+"""Quality analysis: how close each snapshot's samples are to a reference set, overall and per class.
+
+``quality(run, encoder=..., reference=...)`` embeds the snapshots (features cached in the run), computes FID,
+KID, precision/recall/density/coverage, Vendi and CMMD of every snapshot against the reference set, and stores
+them as scalars named with their encoder and reference (``quality/fid@<encoder id>~train``, per class
+``quality/fid/class=3@...``), so two encoders never overwrite each other. Reference-side quantities (FID
+statistics, k-NN radii) are computed once and stored in the run; a second call computes nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Sequence
+
+import numpy as np
+
+from .. import names as N
+from ..encoders import Encoder, get_encoder
+from ..errors import InputError
+from ..metrics import quality as Q
+from ..store.derived import FID_STATISTICS, PRDC_RADII
+from ..store.run import Run, opened
+from ._base import AnalysisResult, check_reference_name, choose_steps, per_snapshot
+from .embedding import embedding
+
+__all__ = ["QUALITY_METRICS", "quality"]
+
+QUALITY_METRICS = ("fid", "kid", "prdc", "vendi", "cmmd")
+PRECISION_RECALL_K = 3  # Kynkäänniemi et al. 2019
+DENSITY_COVERAGE_K = 5  # Naeem et al. 2020
+
+
+class _ReferenceSide:
+    """Everything that depends only on the reference features of one group (all, or one class)."""
+
+    def __init__(self, features: np.ndarray, metrics: Sequence[str], stats: Q.FeatureStatistics | None = None,
+                 radii: dict[int, np.ndarray] | None = None) -> None:
+        self.features = features
+        self.n = features.shape[0]
+        self.stats = stats
+        if "fid" in metrics and stats is None and self.n >= 2:
+            self.stats = Q.FeatureStatistics().update(features)
+        self.radii = dict(radii or {})
+        if "prdc" in metrics and radii is None:
+            self.radii = {k: Q.prdc_radii(features, k) for k in (PRECISION_RECALL_K, DENSITY_COVERAGE_K) if self.n > k}
+        self.cmmd_term = Q.cmmd_reference_term(features) if "cmmd" in metrics else None
+
+
+def _metrics_for(ref: _ReferenceSide, fake: np.ndarray, metrics: Sequence[str]) -> dict[str, float]:
+    """``{metric: value}`` of one group of generated features against one reference side."""
+    out: dict[str, float] = {}
+    n_fake = fake.shape[0]
+    if n_fake < 2 or ref.n < 2:
+        return out
+    if "fid" in metrics:
+        if n_fake < fake.shape[1]:
+            out[N.FID] = Q.fid(ref.features, fake)  # the low-rank path, exact
+        else:
+            mu, cov = Q.fid_statistics(fake)
+            out[N.FID] = Q.fid_from_statistics(ref.stats.mean, ref.stats.cov, mu, cov)
+    if "kid" in metrics:
+        out[N.KID], out[N.KID_STD] = Q.kid(ref.features, fake)
+    if "prdc" in metrics:
+        if PRECISION_RECALL_K in ref.radii and n_fake > PRECISION_RECALL_K:
+            pr = Q.prdc(ref.features, fake, PRECISION_RECALL_K, real_radii=ref.radii[PRECISION_RECALL_K])
+            out[N.PRECISION], out[N.RECALL] = pr.precision, pr.recall
+        if DENSITY_COVERAGE_K in ref.radii and n_fake > DENSITY_COVERAGE_K:
+            dc = Q.prdc(ref.features, fake, DENSITY_COVERAGE_K, real_radii=ref.radii[DENSITY_COVERAGE_K])
+            out[N.DENSITY], out[N.COVERAGE] = dc.density, dc.coverage
+    if "vendi" in metrics:
+        out[N.VENDI] = Q.vendi(fake)
+    if "cmmd" in metrics:
+        out[N.CMMD] = Q.cmmd(ref.features, fake, real_term=ref.cmmd_term)
+    return out
+
+
+def _stored_reference_side(run: Run, reference: str, encoder_id: str, features: np.ndarray,
+                           metrics: Sequence[str]) -> _ReferenceSide:
+    """The overall reference side, with FID statistics and k-NN radii read from the run or computed and stored."""
+    source = run.reference_hash(reference)
+    stats = radii = None
+    if "fid" in metrics and features.shape[0] >= 2:
+        state = run.derived(FID_STATISTICS, encoder_id=encoder_id, source=source)
+        if state is None:
+            state = Q.FeatureStatistics().update(features).state()
+            run.add_derived(FID_STATISTICS, state, encoder_id=encoder_id, source=source, meta={"reference": reference})
+        stats = Q.FeatureStatistics.from_state(state)
+    if "prdc" in metrics:
+        radii = {}
+        for k in (PRECISION_RECALL_K, DENSITY_COVERAGE_K):
+            if features.shape[0] <= k:
+                continue
+            stored = run.derived(PRDC_RADII, encoder_id=encoder_id, source=source, params={"k": k})
+            if stored is None:
+                stored = Q.prdc_radii(features, k)
+                run.add_derived(PRDC_RADII, stored, encoder_id=encoder_id, source=source, params={"k": k},
+                                meta={"reference": reference})
+            radii[k] = stored
+    return _ReferenceSide(features, metrics, stats, radii)
+
+
+def quality(
+    run: Run | str | os.PathLike,
+    *,
+    encoder: str | Encoder = "efficientnet-lite0",
+    reference: str = "train",
+    steps: Sequence[int] | None = None,
+    metrics: Sequence[str] = QUALITY_METRICS,
+    by: str | None = "label",
+    progress: bool = True,
+    **encoder_kwargs: Any,
+) -> AnalysisResult:
+    """Quality metrics of every snapshot (or ``steps``) against a reference set, overall and per class.
+
+    Args:
+        run: a ``Run`` or run directory.
+        encoder: encoder name or instance (features are cached in the run).
+        reference: name of the reference set (``Run.add_reference``).
+        steps: snapshots to analyse (default: all); steps already analysed in this context are read back.
+        metrics: subset of ``("fid", "kid", "prdc", "vendi", "cmmd")``.
+        by: ``"label"``: also per class, grouping samples by their stored labels and the reference by its
+            labels; None: overall only.
+
+    Returns an ``AnalysisResult`` whose names are ``quality/<metric>[/class=<c>]@<encoder id>~<reference>``.
+    Groups with fewer than 2 samples on either side are skipped (listed in ``skipped``), and so are snapshots
+    with non-finite samples.
+    """
+    unknown = sorted(set(metrics) - set(QUALITY_METRICS))
+    if isinstance(metrics, str) or unknown:
+        raise InputError(f"metrics: expected a subset of {QUALITY_METRICS}, received {metrics!r}")
+    if by not in ("label", None):
+        raise InputError(f"by: expected 'label' or None, received {by!r}")
+    encoder = get_encoder(encoder, **encoder_kwargs)
+    with opened(run) as run:
+        check_reference_name(run, reference)
+        chosen = choose_steps(run, steps)
+        result = AnalysisResult("quality", encoder.id, reference)
+        context = {"encoder": encoder.id, "reference": reference, "metrics": sorted(metrics), "by": by}
+
+        def name(metric: str, cls: Any = None) -> str:
+            return N.scalar_name(N.QUALITY, metric, cls=cls, encoder=encoder.id, reference=reference)
+
+        def prepare(todo: list[int]):
+            embedded = embedding(run, encoder=encoder, reference=[reference], steps=todo, progress=progress)
+            ref_features = embedded.references[reference]
+            overall = _stored_reference_side(run, reference, encoder.id, ref_features, metrics)
+            per_class: dict[Any, _ReferenceSide] = {}
+            ref_labels = run.reference(reference).labels if by == "label" else None
+            if by == "label" and ref_labels is None:
+                result.skipped["by=label"] = f"reference {reference!r} has no labels"
+            elif ref_labels is not None:
+                per_class = {label.item(): _ReferenceSide(ref_features[ref_labels == label], metrics)
+                             for label in np.unique(ref_labels)}
+
+            def compute(step: int) -> dict[str, float]:
+                if step not in embedded.snapshots:
+                    result.skipped[f"step={step}"] = "non-finite samples"
+                    return {}
+                fake = embedded.snapshots[step]
+                values = {name(m): v for m, v in _metrics_for(overall, fake, metrics).items()}
+                if per_class:
+                    labels = run.labels(step)
+                    if labels is None:
+                        result.skipped[f"step={step}/by=label"] = "snapshot has no labels"
+                        return values
+                    for label, side in per_class.items():
+                        group = fake[labels == label]
+                        if group.shape[0] < 2 or side.n < 2:
+                            result.skipped[f"step={step}/class={label}"] = f"{group.shape[0]} samples, {side.n} reference"
+                            continue
+                        values.update({name(m, label): v for m, v in _metrics_for(side, group, metrics).items()})
+                return values
+
+            return compute
+
+        per_snapshot(run, result, context, chosen, prepare, family=N.QUALITY, progress=progress)
+        if result.computed:
+            run.add_event("analysis", f"quality metrics of {len(result.computed)} snapshots against {reference!r} "
+                          f"with {encoder.id}", data={"analysis": "quality", **context, "steps": result.computed})
+    return result

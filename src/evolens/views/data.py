@@ -1,0 +1,189 @@
+"""What the report and the dashboard show, as plain data read from a run (JSON-ready dicts, PNG bytes).
+
+The static report (:mod:`evolens.views.report`) and the live dashboard (:mod:`evolens.views.server`) are thin layers over
+these functions, so both show the same numbers. Nothing here writes to the run.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from typing import Any
+
+import numpy as np
+
+from ..errors import InputError
+from ..store.run import Run
+from .grid import images_to_grid, png_bytes
+
+__all__ = [
+    "MARKED_EVENT_KINDS",
+    "event_list",
+    "group_scalar_names",
+    "png_bytes",
+    "projection_meta",
+    "projection_points",
+    "run_summary",
+    "sample_grid",
+    "sample_points",
+    "scalar_series",
+]
+
+# axis ranges of stored projections without "bounds" in their event, by (run path, projection id)
+_BOUNDS_CACHE: dict[tuple[str, str], list[float]] = {}
+
+# events drawn as vertical lines on the metric curves
+MARKED_EVENT_KINDS = ("intervention", "pause", "resume", "alert")
+
+
+def _finite_or_none(values: np.ndarray, decimals: int | None = None) -> list[float | None]:
+    out: list[float | None] = []
+    for v in np.asarray(values, dtype=np.float64).tolist():
+        out.append(None if not math.isfinite(v) else (round(v, decimals) if decimals is not None else v))
+    return out
+
+
+def samples_kind(sample_shape: tuple[int, ...]) -> str:
+    """``"images"`` for (C, H, W) with C in {1, 3} or (H, W) samples, ``"points"`` for 1-D/2-D vectors, else
+    ``"other"`` (shape of one sample, without the batch axis)."""
+    shape = tuple(sample_shape)
+    if (len(shape) == 3 and shape[0] in (1, 3) and min(shape[1:]) >= 4) or (len(shape) == 2 and min(shape) >= 4):
+        return "images"
+    if len(shape) <= 1 and (not shape or shape[0] <= 2):
+        return "points"
+    return "other"
+
+
+def run_summary(run: Run) -> dict[str, Any]:
+    """Name, config, sessions, snapshot steps, scalar names, references and counts of one run (JSON-ready)."""
+    snapshots = run.snapshots()
+    steps = [s.step for s in snapshots]
+    events = run.events()
+    return {
+        "name": run.name,
+        "path": str(run.path),
+        "created_at": run.created_at,
+        "config": run.config,
+        "sessions": len(run.sessions()),
+        "n_snapshots": len(steps),
+        "first_step": steps[0] if steps else None,
+        "last_step": steps[-1] if steps else None,
+        "n_nonfinite": int(sum(s.n_nonfinite for s in snapshots)),
+        "samples_kind": samples_kind(snapshots[0].sample_shape) if snapshots else None,
+        "scalar_names": run.scalar_names(),
+        "references": [{"name": name, "n": n} for name, n in run.reference_sizes().items()],
+        "n_events": len(events),
+        "n_alerts": sum(e.level in ("alert", "warning") for e in events),
+        "has_projection": any(e.kind == "projection" for e in events),
+    }
+
+
+def group_scalar_names(names: list[str]) -> dict[str, list[str]]:
+    """Scalar names grouped by their first path segment (``quality/fid`` → ``quality``), in first-seen order."""
+    groups: dict[str, list[str]] = defaultdict(list)
+    for name in names:
+        groups[name.split("/", 1)[0] if "/" in name else "scalars"].append(name)
+    return dict(groups)
+
+
+def scalar_series(run: Run, names: list[str] | None = None, max_points: int = 2000) -> dict[str, dict[str, list]]:
+    """``{name: {"steps": [...], "values": [...]}}`` (non-finite values as None); long series are thinned to at
+    most ``max_points`` evenly spaced points (the last point always kept)."""
+    known = run.scalar_names()
+    if names is None:
+        names = known
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise InputError(f"names: {unknown} are not scalars of run {run.name!r}; known: {known}")
+    out = {}
+    for name in names:
+        steps, values = run.scalars(name)
+        if len(steps) > max_points:
+            keep = np.unique(np.linspace(0, len(steps) - 1, max_points).round().astype(int))
+            steps, values = steps[keep], values[keep]
+        out[name] = {"steps": np.asarray(steps).astype(int).tolist(), "values": _finite_or_none(values)}
+    return out
+
+
+def event_list(run: Run) -> list[dict[str, Any]]:
+    """Every event of the run, oldest first (JSON-ready)."""
+    return [{"id": e.id, "step": e.step, "kind": e.kind, "level": e.level, "message": e.message,
+             "wall_time": e.wall_time} for e in run.events()]
+
+
+def _as_images(samples: np.ndarray) -> np.ndarray | None:
+    """(n, C, H, W) with C in {1, 3} in [0, 1] for image-like samples, else None."""
+    if samples.ndim == 3 and min(samples.shape[1:]) >= 4:
+        samples = samples[:, None]
+    if samples.ndim != 4 or samples.shape[1] not in (1, 3) or min(samples.shape[2:]) < 4:
+        return None
+    images = samples.astype(np.float32)
+    finite = images[np.isfinite(images)]
+    if finite.size and (finite.min() < -1e-3 or finite.max() > 1 + 1e-3):
+        low, high = (-1.0, 1.0) if finite.min() >= -1 - 1e-3 and finite.max() <= 1 + 1e-3 else (finite.min(), finite.max())
+        images = (images - low) / max(high - low, 1e-12)
+    return images
+
+
+def sample_grid(run: Run, step: int, max_images: int = 100) -> np.ndarray | None:
+    """A uint8 picture of the first ``max_images`` samples of snapshot ``step``, or None when the samples are not
+    images ((n, C, H, W), C in {1, 3}). Images outside [0, 1] are shown from [−1, 1] or min–max scaled."""
+    samples = run.samples(step)  # raises InputError for an unknown step
+    images = _as_images(samples[:max_images])
+    return None if images is None else images_to_grid(images)
+
+
+def sample_points(run: Run, step: int, max_points: int = 5000, decimals: int = 4) -> dict[str, Any] | None:
+    """Low-dimensional samples (n, 1) or (n, 2) of snapshot ``step`` as ``{"x": [...], "y": [...] | None}``;
+    None for other shapes (images have :func:`sample_grid`)."""
+    samples = run.samples(step)
+    flat = samples.reshape(samples.shape[0], -1) if samples.ndim > 1 else samples[:, None]
+    if flat.shape[1] > 2:
+        return None
+    flat = flat[:max_points]
+    return {"x": _finite_or_none(flat[:, 0], decimals),
+            "y": _finite_or_none(flat[:, 1], decimals) if flat.shape[1] == 2 else None}
+
+
+def projection_meta(run: Run) -> dict[str, Any] | None:
+    """The latest stored evolutionary projection: id, encoder, layout, steps, scores, axis ranges; None if none."""
+    from ..analyses.projection import projection_bounds, projection_coords, stored_projections
+
+    stored = stored_projections(run)
+    if not stored:
+        return None
+    data = stored[-1]
+    meta = {"projection_id": data["projection_id"], "encoder_id": data["encoder_id"], "layout": data.get("layout"),
+            "steps": [int(s) for s in data["steps"]], "scores": data.get("scores", {})}
+    bounds = data.get("bounds") or _BOUNDS_CACHE.get((str(run.path), meta["projection_id"]))
+    if bounds is None:  # older projections: computed from every stored frame, once per process (they never change)
+        parts = [projection_coords(run, meta, s) for s in meta["steps"]] + [projection_coords(run, meta, None)]
+        bounds = projection_bounds(parts)
+        _BOUNDS_CACHE[(str(run.path), meta["projection_id"])] = bounds
+    meta["bounds"] = bounds
+    return meta
+
+
+def projection_points(run: Run, meta: dict[str, Any], step: int | None, max_points: int = 5000,
+                      decimals: int = 3) -> dict[str, Any]:
+    """Map coordinates of snapshot ``step`` (or of the reference data when ``step`` is None), at most
+    ``max_points`` points, rounded to ``decimals``: ``{"x", "y", "labels", "ids"}`` (JSON-ready)."""
+    from ..analyses.projection import projection_coords, projection_reference_labels
+
+    if step is None:
+        coords, labels, ids = projection_coords(run, meta, None), projection_reference_labels(run, meta), None
+    else:
+        if step not in meta["steps"]:
+            raise InputError(f"step: expected one of the projected steps {meta['steps']}, received {step}")
+        coords = projection_coords(run, meta, step)
+        labels, ids = run.labels(step), run.probe_ids(step)
+    if coords is None:
+        return {"step": step, "x": [], "y": [], "labels": None, "ids": None}
+    coords = coords[:max_points]
+    return {
+        "step": step,
+        "x": np.round(coords[:, 0].astype(np.float64), decimals).tolist(),
+        "y": np.round(coords[:, 1].astype(np.float64), decimals).tolist(),
+        "labels": None if labels is None else np.asarray(labels).reshape(-1)[: len(coords)].astype(int).tolist(),
+        "ids": None if ids is None else [str(i) for i in np.asarray(ids)[: len(coords)].tolist()],
+    }

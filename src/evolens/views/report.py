@@ -1,0 +1,299 @@
+"""The one-file HTML report: ``build_report(runs) -> str`` and ``write_report(runs, path)``.
+
+One self-contained file that opens offline: plotly.js is embedded from the installed ``plotly`` package (no CDN),
+sample grids are inline PNG data URIs. Sections: run summary and config; alerts and interventions; metric curves
+over steps, grouped by name prefix, with interventions/pauses/alerts marked on the step axis; the evolutionary
+projection (snapshot slider and play button, coloured by label, reference data in grey); samples per snapshot
+(the same probes at every step) under a slider. Given several runs (``evolens compare``), curves are overlaid
+(one colour per run) and samples and maps are shown side by side.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+import time
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import InputError
+from ..store.run import Run, open_run
+from .assets import PROJECTION_JS
+from .data import (
+    MARKED_EVENT_KINDS,
+    event_list,
+    group_scalar_names,
+    png_bytes,
+    projection_meta,
+    run_summary,
+    sample_grid,
+    sample_points,
+    scalar_series,
+)
+
+__all__ = ["build_report", "write_report"]
+
+PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"]
+MAX_GRID_SNAPSHOTS = 60
+MAX_REPORT_POINTS = 2000  # per snapshot in the map; the dashboard serves up to 5,000
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#222;background:#fafafa}
+header{background:#1f2937;color:#fff;padding:16px 24px}header h1{margin:0 0 4px 0;font-size:22px}
+header p{margin:0;color:#cbd5e1;font-size:13px}main{padding:8px 24px 40px}
+section{background:#fff;border:1px solid #e5e7eb;border-radius:8px;margin:16px 0;padding:12px 16px}
+h2{font-size:17px;margin:4px 0 10px}table{border-collapse:collapse;font-size:13px}
+td,th{border-bottom:1px solid #eee;padding:3px 10px 3px 0;text-align:left;vertical-align:top}
+pre{background:#f3f4f6;padding:8px;border-radius:6px;font-size:12px;max-height:260px;overflow:auto}
+.alert{color:#b91c1c}.warning{color:#b45309}.intervention{color:#1d4ed8}
+.grids{display:flex;flex-wrap:wrap;gap:16px}.grids figure{margin:0}.grids img{image-rendering:pixelated;border:1px solid #ddd}
+figcaption{font-size:12px;color:#555}.muted{color:#777;font-size:13px}
+"""
+
+
+def _esc(value: Any) -> str:
+    return html.escape(str(value))
+
+
+@lru_cache(maxsize=1)
+def plotly_js() -> str:
+    """The plotly.js bundle that ships with the installed plotly package (read once per process)."""
+    from plotly.offline import get_plotlyjs
+
+    return get_plotlyjs()
+
+
+def _figure_html(figure: Any, div_id: str) -> str:
+    return figure.to_html(full_html=False, include_plotlyjs=False, div_id=div_id,
+                          config={"responsive": True, "displaylogo": False})
+
+
+def _metric_figures(runs: list[Run], names_by_run: list[dict[str, dict]], events_by_run: list[list[dict]]) -> str:
+    import plotly.graph_objects as go
+
+    all_names: list[str] = []
+    for series in names_by_run:
+        all_names += [n for n in series if n not in all_names]
+    if not all_names:
+        return '<p class="muted">No scalars were logged in this run.</p>'
+    parts = []
+    for g, (group, names) in enumerate(group_scalar_names(all_names).items()):
+        figure = go.Figure()
+        for r, (run, series) in enumerate(zip(runs, names_by_run)):
+            for name in names:
+                if name not in series:
+                    continue
+                label = name if len(runs) == 1 else f"{run.name}: {name}"
+                # per-class curves start hidden (click the legend to show them): the overall curve stays readable
+                figure.add_trace(go.Scatter(x=series[name]["steps"], y=series[name]["values"], mode="lines+markers",
+                                            name=label, marker=dict(size=4),
+                                            visible="legendonly" if "class=" in name else True,
+                                            line=dict(color=PALETTE[r % len(PALETTE)] if len(runs) > 1 else None,
+                                                      dash=None if names.index(name) == 0 or len(runs) == 1 else "dot")))
+        for r, events in enumerate(events_by_run):
+            for event in events:
+                if event["kind"] in MARKED_EVENT_KINDS or event["level"] == "alert":
+                    if event["step"] is None:
+                        continue
+                    color = {"alert": "#b91c1c", "intervention": "#1d4ed8"}.get(event["kind"], "#6b7280")
+                    figure.add_vline(x=event["step"], line=dict(color=color, dash="dash", width=1),
+                                     annotation_text=event["kind"], annotation_font_size=10)
+        figure.update_layout(title=group, xaxis_title="step", template="plotly_white", height=360,
+                             margin=dict(l=50, r=20, t=40, b=40), legend=dict(font=dict(size=10)))
+        parts.append(_figure_html(figure, f"metrics-{g}"))
+    return "\n".join(parts)
+
+
+def _events_html(runs: list[Run], events_by_run: list[list[dict]]) -> str:
+    rows = []
+    for run, events in zip(runs, events_by_run):
+        for e in events:
+            if e["level"] in ("alert", "warning", "error") or e["kind"] in ("intervention", "pause", "resume"):
+                css = "alert" if e["level"] == "alert" else ("intervention" if e["kind"] == "intervention" else "warning")
+                run_cell = f"<td>{_esc(run.name)}</td>" if len(runs) > 1 else ""
+                rows.append(f'<tr class="{css}">{run_cell}<td>{_esc(e["step"])}</td><td>{_esc(e["kind"])}</td>'
+                            f'<td>{_esc(e["level"])}</td><td>{_esc(e["message"])}</td></tr>')
+    if not rows:
+        return '<p class="muted" id="no-alerts">No alerts, warnings or interventions.</p>'
+    head = ("<th>run</th>" if len(runs) > 1 else "") + "<th>step</th><th>kind</th><th>level</th><th>message</th>"
+    return f'<table id="alerts-table"><tr>{head}</tr>{"".join(rows)}</table>'
+
+
+def _thin(steps: list[int], limit: int) -> list[int]:
+    if len(steps) <= limit:
+        return steps
+    keep = np.unique(np.linspace(0, len(steps) - 1, limit).round().astype(int))
+    return [steps[i] for i in keep]
+
+
+def _samples_html(runs: list[Run]) -> str:
+    import plotly.graph_objects as go
+
+    blocks, script_data = [], {}
+    union: list[int] = sorted({s for run in runs for s in run.steps().tolist()})
+    steps = _thin(union, MAX_GRID_SNAPSHOTS)
+    if not steps:
+        return '<p class="muted">No snapshots.</p>'
+    figures = []
+    for r, run in enumerate(runs):
+        run_steps = run.steps().tolist()
+        if not run_steps:
+            continue
+        first = sample_grid(run, run_steps[0], max_images=100)
+        if first is not None:
+            uris = {}
+            for step in steps:
+                nearest = min(run_steps, key=lambda s: abs(s - step))
+                picture = sample_grid(run, nearest, max_images=100)
+                scale = max(1, 280 // max(1, picture.shape[1]))
+                uris[str(step)] = ("data:image/png;base64," + base64.b64encode(png_bytes(picture, scale)).decode(), nearest)
+            script_data[f"grid-{r}"] = uris
+            blocks.append(f'<figure><img id="grid-{r}" alt="samples of {_esc(run.name)}" src="{uris[str(steps[0])][0]}">'
+                          f'<figcaption id="grid-{r}-caption">{_esc(run.name)}, step {uris[str(steps[0])][1]}</figcaption></figure>')
+        else:
+            points = sample_points(run, run_steps[0])
+            if points is None:
+                continue
+            figures.append((r, run, run_steps))
+    html_parts = []
+    if blocks:
+        html_parts.append(
+            f'<label>snapshot <input type="range" id="grid-slider" min="0" max="{len(steps) - 1}" value="0" step="1" '
+            f'style="width:60%"></label> <span id="grid-step">step {steps[0]}</span>'
+            f'<div class="grids">{"".join(blocks)}</div>'
+            f"<script>(function(){{const steps={json.dumps(steps)};const data={json.dumps(script_data)};"
+            "const slider=document.getElementById('grid-slider');slider.addEventListener('input',function(){"
+            "const s=String(steps[+slider.value]);document.getElementById('grid-step').textContent='step '+s;"
+            "for(const id in data){const img=document.getElementById(id);img.src=data[id][s][0];"
+            "document.getElementById(id+'-caption').textContent=img.alt.replace('samples of ','')+', step '+data[id][s][1];}"
+            "});})();</script>")
+    for r, run, run_steps in figures:  # low-dimensional samples: a histogram/scatter per snapshot with a slider
+        chosen = _thin(run_steps, MAX_GRID_SNAPSHOTS)
+        reference = None
+        if "train" in run.reference_names():
+            ref = run.reference("train").images
+            reference = ref.reshape(ref.shape[0], -1)[:5000]
+
+        def traces(step: int) -> list:
+            p = sample_points(run, step)
+            out = []
+            if p["y"] is None:
+                if reference is not None:
+                    out.append(go.Histogram(x=reference[:, 0], histnorm="probability density", name="real data",
+                                            marker_color="rgba(150,150,150,0.5)", nbinsx=40))
+                out.append(go.Histogram(x=p["x"], histnorm="probability density", name=f"samples, step {step}",
+                                        marker_color="rgba(31,119,180,0.6)", nbinsx=40))
+            else:
+                if reference is not None:
+                    out.append(go.Scattergl(x=reference[:, 0], y=reference[:, 1], mode="markers", name="real data",
+                                            marker=dict(size=4, color="rgba(150,150,150,0.5)")))
+                out.append(go.Scattergl(x=p["x"], y=p["y"], mode="markers", name=f"samples, step {step}",
+                                        marker=dict(size=5, color="rgba(31,119,180,0.8)")))
+            return out
+
+        figure = go.Figure(data=traces(chosen[0]), frames=[go.Frame(data=traces(s), name=str(s)) for s in chosen])
+        figure.update_layout(
+            title=f"samples of {run.name}", template="plotly_white", height=420, barmode="overlay",
+            sliders=[dict(active=0, currentvalue=dict(prefix="step "), steps=[
+                dict(label=str(s), method="animate", args=[[str(s)], dict(mode="immediate", frame=dict(duration=0, redraw=True))])
+                for s in chosen])])
+        html_parts.append(_figure_html(figure, f"samples-{r}"))
+    return "\n".join(html_parts) or '<p class="muted">The samples are neither images nor 1-D/2-D points.</p>'
+
+
+def _projection_html(runs: list[Run]) -> str:
+    """Per run: a map with an HTML snapshot slider and play button, drawn by the same JS as the dashboard."""
+    from .data import projection_points
+
+    parts = []
+    for r, run in enumerate(runs):
+        meta = projection_meta(run)
+        if meta is None:
+            continue
+        steps = _thin(meta["steps"], MAX_GRID_SNAPSHOTS)
+        data = {"bounds": meta["bounds"], "steps": steps,
+                "reference": projection_points(run, meta, None, max_points=MAX_REPORT_POINTS),
+                "frames": {str(s): projection_points(run, meta, s, max_points=MAX_REPORT_POINTS) for s in steps}}
+        scores = ", ".join(f"{k} {v:.3f}" for k, v in meta.get("scores", {}).items())
+        parts.append(f"""
+<h3 style="font-size:14px">{_esc(run.name)} <span class="muted">({_esc(meta['layout'])} layout, {_esc(meta['encoder_id'])}
+features{'; ' + _esc(scores) if scores else ''})</span></h3>
+<div><label>snapshot <input type="range" id="projection-slider-{r}" min="0" max="{len(steps) - 1}" value="0"
+style="width:60%"></label> <span id="projection-step-{r}">step {steps[0]}</span>
+<button id="projection-play-{r}">play</button></div>
+<div id="projection-{r}" class="projection-plot" style="height:520px"></div>
+<script>(function(){{const d={json.dumps(data, separators=(",", ":"))};const div="projection-{r}";
+const slider=document.getElementById("projection-slider-{r}"),label=document.getElementById("projection-step-{r}");
+function show(){{const s=d.steps[+slider.value];label.textContent="step "+s;evolensDrawProjection(div,d,d.reference,d.frames[String(s)]);}}
+slider.addEventListener("input",show);let timer=null;const play=document.getElementById("projection-play-{r}");
+play.addEventListener("click",function(){{if(timer){{clearInterval(timer);timer=null;play.textContent="play";return;}}
+play.textContent="pause";timer=setInterval(function(){{slider.value=(+slider.value+1)%d.steps.length;show();}},500);}});
+show();}})();</script>""")
+    if not parts:
+        return ('<p class="muted">No projection stored: run <code>evolens.analyses.projection</code> on the run '
+                '(the demo does) to see the generated distribution move against the data.</p>')
+    return "\n".join(parts)
+
+
+def _summary_html(runs: list[Run], summaries: list[dict]) -> str:
+    rows = []
+    for run, s in zip(runs, summaries):
+        refs = ", ".join(f"{x['name']} ({x['n']})" for x in s["references"]) or "none"
+        rows.append(f"<tr><td><b>{_esc(s['name'])}</b></td><td>{_esc(s['path'])}</td><td>{s['n_snapshots']}</td>"
+                    f"<td>{_esc(s['first_step'])}–{_esc(s['last_step'])}</td><td>{s['sessions']}</td>"
+                    f"<td>{_esc(refs)}</td><td>{s['n_alerts']}</td></tr>")
+    table = ("<table id='runs-table'><tr><th>run</th><th>path</th><th>snapshots</th><th>steps</th><th>sessions</th>"
+             f"<th>references</th><th>alerts</th></tr>{''.join(rows)}</table>")
+    configs = "".join(f"<h3 style='font-size:14px'>config of {_esc(s['name'])}</h3>"
+                      f"<pre>{_esc(json.dumps(s['config'], indent=2, sort_keys=True, default=str))}</pre>" for s in summaries)
+    return table + configs
+
+
+def build_report(runs: Sequence[Run | str | os.PathLike], title: str | None = None) -> str:
+    """The report of one run, or of several overlaid, as one self-contained HTML string."""
+    opened = [r if isinstance(r, Run) else open_run(r) for r in runs]
+    if not opened:
+        raise InputError("runs: expected at least one run, received none")
+    summaries = [run_summary(r) for r in opened]
+    series = [scalar_series(r) for r in opened]
+    events = [event_list(r) for r in opened]
+    title = title or ("evolens report: " + opened[0].name if len(opened) == 1
+                      else "evolens comparison: " + " vs ".join(r.name for r in opened))
+    from .. import __version__
+
+    generated = time.strftime("%Y-%m-%d %H:%M:%S")
+    body = f"""
+<header><h1>{_esc(title)}</h1><p>{len(opened)} run(s) · generated {generated} by evolens {__version__}</p></header>
+<main>
+<section id="summary"><h2>Run</h2>{_summary_html(opened, summaries)}</section>
+<section id="alerts"><h2>Alerts and interventions</h2>{_events_html(opened, events)}</section>
+<section id="metrics"><h2>Metrics over training</h2>{_metric_figures(opened, series, events)}</section>
+<section id="projection"><h2>Evolutionary projection</h2>{_projection_html(opened)}</section>
+<section id="samples"><h2>Samples per snapshot</h2>{_samples_html(opened)}</section>
+</main>"""
+    return (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>{_esc(title)}</title>"
+            f"<style>{CSS}</style><script>{plotly_js()}</script><script>{PROJECTION_JS}</script></head>"
+            f"<body>{body}</body></html>\n")
+
+
+def write_report(runs: Sequence[Run | str | os.PathLike] | Run | str | os.PathLike,
+                 path: str | os.PathLike | None = None, title: str | None = None) -> Path:
+    """Write the report (atomically) and return its path; default ``<first run>/report.html``."""
+    if isinstance(runs, (Run, str, os.PathLike)):
+        runs = [runs]
+    runs = list(runs)
+    text = build_report(runs, title=title)
+    if path is None:
+        first = runs[0]
+        path = Path(first.path if isinstance(first, Run) else first) / "report.html"
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return path

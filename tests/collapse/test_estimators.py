@@ -1,0 +1,160 @@
+"""PLE estimator: hypernetwork shapes, λ = 0 equals MLE, zero penalty on real data, GMM/VAE fits."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from evolens.errors import InputError
+from evolens.collapse import (
+    VAE,
+    Gaussian,
+    GaussianMixture,
+    Hypernetwork,
+    MLETrainer,
+    PLETrainer,
+    call_with,
+    parameter_shapes,
+    ple_penalty,
+)
+
+
+class _Odd(nn.Module):
+    """An arbitrary small module: conv, batch-norm buffers, a frozen parameter, a bare parameter."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 3, 3)
+        self.norm = nn.BatchNorm2d(3)
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 5))
+        self.scale = nn.Parameter(torch.ones(2, 1, 7))
+        self.frozen = nn.Parameter(torch.zeros(3), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.norm(self.conv(x))) * self.scale.sum()
+
+
+def test_hypernetwork_outputs_every_trainable_parameter_with_its_shape():
+    module = _Odd()
+    hyper = Hypernetwork.for_model(module, in_features=36, width=16)
+    out = hyper(torch.randn(11, 1, 6, 6))
+    expected = {name: p.shape for name, p in module.named_parameters() if p.requires_grad}
+    assert {k: v.shape for k, v in out.items()} == expected
+    assert "frozen" not in out
+    # starts at the module's own parameters (small read-out weights), and runs through functional_call
+    for name, p in module.named_parameters():
+        if name in out:
+            np.testing.assert_allclose(out[name].detach().numpy(), p.detach().numpy(), atol=0.05)
+    y = call_with(module.eval(), out, "forward", torch.randn(4, 1, 6, 6))
+    assert y.shape == (4, 5)
+    y.sum().backward()  # gradients reach the hypernetwork
+    assert hyper.readouts[0].weight.grad is not None
+    batched = hyper.forward_sets(torch.randn(3, 11, 1, 6, 6))
+    assert batched["scale"].shape == (3, 2, 1, 7)
+
+
+def test_hypernetwork_is_order_invariant_and_rejects_bad_sets():
+    hyper = Hypernetwork.for_model(Gaussian(3))
+    x = torch.randn(20, 3)
+    a, b = hyper(x), hyper(x[torch.randperm(20)])
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], atol=1e-6, rtol=1e-5)
+    with pytest.raises(InputError, match="features per sample"):
+        hyper(torch.randn(5, 4))
+    with pytest.raises(InputError, match="non-empty"):
+        hyper(torch.zeros(0, 3))
+    with pytest.raises(InputError, match="in_features"):
+        Hypernetwork.for_model(nn.Conv2d(1, 1, 3))
+    with pytest.raises(InputError, match="no trainable"):
+        parameter_shapes(nn.ReLU())
+
+
+def test_pooling_in_chunks_equals_pooling_at_once():
+    hyper = Hypernetwork.for_model(Gaussian(2), chunk_size=7)
+    whole = Hypernetwork.for_model(Gaussian(2), chunk_size=10_000)
+    whole.load_state_dict(hyper.state_dict())
+    x = torch.randn(50, 2)
+    torch.testing.assert_close(hyper.pool(x), whole.pool(x), atol=1e-6, rtol=1e-5)
+
+
+def test_penalty_is_zero_when_synthetic_data_equal_real_data():
+    hyper = Hypernetwork.for_model(GaussianMixture(3, 2))
+    x = torch.randn(40, 2)
+    assert float(ple_penalty(hyper, x, x).detach()) == 0.0
+    assert float(ple_penalty(hyper, x, x + 1.0).detach()) > 0.0
+    # and in training: a sampler that hands back the real batch gives a zero penalty at every step
+    trainer = PLETrainer(Gaussian(2), lam=1.0, steps=40, warmup=0.25, device="cpu",
+                         sampler=lambda model, params, n, gen: x.repeat(n // x.shape[0], 1))
+    result = trainer.fit(x)
+    # (the batched estimate of K identical sets differs from the single-set one by float rounding only)
+    assert max(result.history["penalty"]) < 1e-12 and len(result.history["penalty"]) == 40
+
+
+def test_mle_gaussian_matches_the_closed_form_biased_variance():
+    x = np.random.default_rng(0).normal(1.5, 2.0, size=(25, 1))
+    fit = MLETrainer(Gaussian(1), init_from_data=False, steps=2000, lr=0.05, device="cpu").fit(x)
+    # the MLE is the sample mean and the (n−1)/n-biased variance, np.var(ddof=0)
+    assert fit.parameters()["mean"] == pytest.approx(x.mean(), abs=1e-3)
+    assert fit.parameters()["var"] == pytest.approx(x.var(), rel=1e-3)
+    assert abs(fit.parameters()["var"] - x.var(ddof=1)) > 0.05
+
+
+def test_ple_with_lambda_zero_equals_mle_up_to_optimisation_noise():
+    for seed in range(3):
+        x = np.random.default_rng(seed).normal(0.5, 1.5, size=(30, 1))
+        mle = MLETrainer(Gaussian(1), device="cpu").fit(x).parameters()
+        ple = PLETrainer(Gaussian(1), lam=0.0, steps=400, lr=3e-3, device="cpu", seed=seed).fit(x)
+        assert ple.parameters()["mean"] == pytest.approx(mle["mean"], abs=0.05 * 1.5)
+        assert ple.parameters()["var"] == pytest.approx(mle["var"], rel=0.06)
+        assert max(ple.history["penalty"]) == 0.0
+
+
+def test_gmm_mle_agrees_with_scikit_learn():
+    from sklearn.mixture import GaussianMixture as SkGMM
+
+    rng = np.random.default_rng(1)
+    x = np.concatenate([rng.normal([-3, 0], 0.5, (150, 2)), rng.normal([2, 1], 1.0, (50, 2))]).astype(np.float32)
+    fit = MLETrainer(GaussianMixture(2, 2), steps=800, lr=0.02, device="cpu").fit(x)
+    with torch.no_grad():
+        ours = float(fit.model.nll(torch.as_tensor(x)).mean())
+    sk = SkGMM(2, covariance_type="diag", random_state=0, tol=1e-8, max_iter=1000).fit(x)
+    assert ours == pytest.approx(-sk.score(x), abs=5e-3)
+    weights = sorted(fit.model.weights().detach().numpy())
+    np.testing.assert_allclose(weights, sorted(sk.weights_), atol=5e-3)
+
+
+def test_gmm_rsample_draws_from_the_mixture_and_is_differentiable():
+    gmm = GaussianMixture(2, 1)
+    with torch.no_grad():
+        gmm.logits.copy_(torch.log(torch.tensor([0.8, 0.2])))
+        gmm.means.copy_(torch.tensor([[-5.0], [5.0]]))
+        gmm.log_stds.fill_(np.log(0.1))
+    x = gmm.rsample(20_000, generator=torch.Generator().manual_seed(0))
+    share = float((x > 0).float().mean())
+    assert share == pytest.approx(0.2, abs=0.01)  # binomial sd 0.003
+    x.sum().backward()
+    assert gmm.logits.grad is not None and gmm.logits.grad.abs().sum() > 0  # straight-through Gumbel-softmax
+
+
+def test_vae_ple_trains_on_images_and_samples_images():
+    rng = np.random.default_rng(0)
+    images = (rng.random((64, 1, 8, 8)) > 0.5).astype(np.float32)
+    trainer = PLETrainer(VAE((1, 8, 8), latent_dim=2, hidden=16), lam=0.1, steps=30, batch_size=16,
+                         synthetic_sets=2, device="cpu")
+    fit = trainer.fit(images)
+    assert fit.sample(5).shape == (5, 1, 8, 8)
+    assert np.isfinite(fit.history["loss"]).all() and max(fit.history["penalty"]) > 0
+    assert fit.history["nll"][-1] < fit.history["nll"][0]
+
+
+def test_trainers_reject_bad_input():
+    with pytest.raises(InputError, match="lam"):
+        PLETrainer(Gaussian(1), lam=-1)
+    with pytest.raises(InputError, match="steps"):
+        MLETrainer(Gaussian(1), steps=0)
+    with pytest.raises(InputError, match="NaN"):
+        MLETrainer(Gaussian(1), device="cpu").fit(np.array([[1.0], [np.nan], [2.0]]))
+    with pytest.raises(InputError, match="at least 2"):
+        MLETrainer(Gaussian(1), device="cpu").fit(np.array([[1.0]]))
+    with pytest.raises(InputError, match="features per sample"):
+        MLETrainer(Gaussian(2), device="cpu").fit(np.zeros((5, 3)))

@@ -1,0 +1,33 @@
+import numpy as np
+
+import evolens
+from evolens.experiments.demo import ConditionalVAE, train_demo, vae_loss
+
+
+def test_vae_loss_matches_its_definition():
+    import torch
+
+    torch.manual_seed(0)
+    model = ConditionalVAE()
+    x = torch.rand(4, 1, 28, 28)
+    y = torch.tensor([0, 1, 2, 3])
+    logits, mu, logvar = model(x, y)
+    bce = -(x * torch.log(torch.sigmoid(logits)) + (1 - x) * torch.log(1 - torch.sigmoid(logits))).sum() / 4
+    kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum() / 4
+    torch.testing.assert_close(vae_loss(logits, x, mu, logvar), bce + kl, rtol=1e-4, atol=1e-3)
+
+
+def test_short_demo_leaves_a_complete_run(tmp_path):
+    result = train_demo(tmp_path / "demo", epochs=1, max_steps=12, every=5, progress=False, checkpoint_every=10)
+    assert result.steps == 12 and np.isfinite(result.train_loss)
+    run = evolens.open_run(tmp_path / "demo")
+    assert run.steps().tolist() == [0, 5, 10, 11]
+    assert run.samples(10).shape == (100, 1, 28, 28)
+    assert run.labels(10).tolist() == [i % 10 for i in range(100)]
+    assert run.array(0, "latents").shape == (100, 16)
+    assert run.snapshot(10).checkpoint_hash is not None and run.snapshot(5).checkpoint_path is None
+    assert sorted(run.reference_names()) == ["heldout", "train"]
+    assert run.reference("train").images.shape == (4000, 1, 28, 28)
+    assert run.scalars("loss")[0].tolist() == list(range(12))
+    assert run.scalars("heldout_loss")[0].tolist() == [11]
+    assert len(list((tmp_path / "demo" / "report").glob("*.png"))) == 2

@@ -1,0 +1,239 @@
+"""The report and the live dashboard in a real headless Chromium (Debian's, driven by Playwright).
+
+Checks that charts render (plot elements present, no console errors, no network requests leaving the machine),
+that moving the snapshot sliders changes the projection and the samples, and that the dashboard follows a run
+while it is being written. Screenshots and timings go to tests/artifacts/ (not committed). `make test` installs
+Chromium with apt when it is missing; set EVOLENS_REQUIRE_BROWSER=1 to fail instead of skip without it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+CHROMIUM = os.environ.get("EVOLENS_CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+
+if not Path(CHROMIUM).exists() and os.environ.get("EVOLENS_REQUIRE_BROWSER") != "1":
+    pytest.skip(f"no Chromium at {CHROMIUM} (make test installs Debian's chromium)", allow_module_level=True)
+
+playwright = pytest.importorskip("playwright.sync_api")
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        yield b
+        b.close()
+
+
+class Page:
+    """A page that records console errors, page errors and every request that is not local."""
+
+    def __init__(self, browser, allowed_prefixes: tuple[str, ...]) -> None:
+        self.page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        self.errors: list[str] = []
+        self.outside: list[str] = []
+        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+
+        def route(r):
+            url = r.request.url
+            if url.startswith(allowed_prefixes) or url.startswith("data:"):
+                r.continue_()
+            else:
+                self.outside.append(url)
+                r.abort()
+
+        self.page.route("**/*", route)
+
+    def shot(self, name: str) -> Path:
+        ARTIFACTS.mkdir(exist_ok=True)
+        path = ARTIFACTS / name
+        self.page.screenshot(path=str(path), full_page=True)
+        return path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def serve():
+    """Start ``create_app(root)`` under uvicorn on a free localhost port (in a thread); stop at the end."""
+    import uvicorn
+
+    from evolens.views.server import create_app
+
+    servers = []
+
+    def start(root: Path) -> str:
+        port = _free_port()
+        server = uvicorn.Server(uvicorn.Config(create_app(root), host="127.0.0.1", port=port, log_level="warning"))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        deadline = time.time() + 20
+        while not server.started:
+            if time.time() > deadline:
+                raise RuntimeError("the dashboard did not start within 20 s")
+            time.sleep(0.05)
+        servers.append((server, thread))
+        return f"http://127.0.0.1:{port}"
+
+    yield start
+    for server, thread in servers:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+def _trace_x(page, div: str, first: int) -> list:
+    """x of every point in traces ``first`` onwards (the map draws one trace per label after the reference)."""
+    # _fullData holds the decoded arrays (plotly.py ships typed arrays as base64 in data)
+    return page.evaluate(f"() => document.getElementById('{div}')._fullData.slice({first})"
+                         ".flatMap(t => Array.from(t.x || []))")
+
+
+def test_report_renders_offline_and_its_sliders_move(browser, view_root, tmp_path):
+    from evolens.views.report import write_report
+
+    path = write_report([view_root / "demo-like"], tmp_path / "report.html")
+    p = Page(browser, ("file://",))
+    p.page.goto(path.as_uri())
+    p.page.wait_for_selector("#projection-0 .main-svg")
+    assert p.page.locator(".js-plotly-plot").count() >= 3  # metric groups + projection
+    assert p.page.locator("#metrics .main-svg").count() >= 2
+    assert p.page.locator("#alerts-table tr.alert").count() == 1
+    # the sample slider swaps the grid picture
+    before = p.page.get_attribute("#grid-0", "src")
+    p.page.locator("#grid-slider").fill("5")
+    assert p.page.get_attribute("#grid-0", "src") != before
+    assert p.page.inner_text("#grid-step") == "step 5"
+    # the map's snapshot slider: the last snapshot's points differ from the first's
+    first = _trace_x(p.page, "projection-0", 1)
+    assert len(first) == 30
+    p.page.locator("#projection-slider-0").fill("5")
+    p.page.wait_for_function(
+        "(first) => JSON.stringify(document.getElementById('projection-0')._fullData.slice(1)"
+        ".flatMap(t => Array.from(t.x || []))) !== first",
+        arg=json.dumps(first), timeout=10_000)
+    assert p.page.inner_text("#projection-step-0") == "step 5"
+    p.shot("report.png")
+    assert p.errors == [], p.errors
+    assert p.outside == [], p.outside
+
+
+def test_dashboard_renders_and_the_projection_slider_changes_the_map(browser, view_root, serve):
+    url = serve(view_root)
+    p = Page(browser, (url,))
+    p.page.goto(url + "/?run=demo-like")
+    p.page.wait_for_function("() => window.__evolens && window.__evolens.renders.projection !== undefined")
+    p.page.wait_for_selector("#metric-quality .main-svg")
+    assert p.page.locator("#metric-plots .js-plotly-plot").count() == 2  # loss, quality
+    assert "class 6 preservation" in p.page.inner_text("#alerts-body")
+    assert p.page.inner_text("#n-snapshots") == "6"
+    last = _trace_x(p.page, "projection-plot", 1)  # it opens on the newest snapshot
+    p.page.locator("#projection-slider").fill("0")
+    p.page.wait_for_function("() => window.__evolens.renders.projection.step === 0")
+    assert _trace_x(p.page, "projection-plot", 1) != last
+    assert p.page.inner_text("#projection-step") == "step 0"
+    src = p.page.get_attribute("#grid", "src")
+    p.page.locator("#samples-slider").fill("1")
+    p.page.wait_for_function(f"() => document.getElementById('grid').src !== {json.dumps(src)}")
+    p.page.wait_for_function("() => document.getElementById('grid').complete && document.getElementById('grid').naturalWidth > 0")
+    # the other run, from the run picker
+    p.page.select_option("#run-select", "group~other")
+    p.page.wait_for_function("() => document.getElementById('n-snapshots') && document.getElementById('n-snapshots').textContent === '4'")
+    p.shot("dashboard.png")
+    assert p.errors == [], p.errors
+    assert p.outside == [], p.outside
+
+
+def test_dashboard_follows_a_run_while_it_is_written(browser, serve, tmp_path):
+    from evolens.store.writer import RunWriter
+
+    root = tmp_path / "live"
+    writer = RunWriter(root / "training", name="training")
+    rng = np.random.default_rng(0)
+
+    def write(step: int) -> None:
+        writer.write_snapshot(step, {"samples": rng.random((16, 1, 8, 8), dtype=np.float32)}, wall_time=time.time(),
+                              capture_seconds=0.0)
+        writer.write_scalars(step, {"loss/train": 1.0 / (step + 1)})
+
+    write(0)
+    url = serve(root)
+    p = Page(browser, (url,))
+    p.page.goto(url)
+    p.page.wait_for_function("() => document.getElementById('n-snapshots') && document.getElementById('n-snapshots').textContent === '1'")
+    for step in (1, 2, 3):
+        write(step)
+    writer.close()
+    p.page.wait_for_function("() => document.getElementById('n-snapshots').textContent === '4'", timeout=15_000)
+    p.page.wait_for_function("() => document.getElementById('metric-loss')._fullData[0].x.length === 4", timeout=15_000)
+    assert p.page.inner_text("#samples-step") == "step 3"  # the samples view follows the newest snapshot
+    p.shot("dashboard-live.png")
+    assert p.errors == [], p.errors
+
+
+def test_dashboard_with_100_snapshots_of_5000_points(browser, serve, tmp_path):
+    """Responsiveness target: projection payload < 1 MB per snapshot (asserted in the API tests too) and the
+    first render time, reported in tests/artifacts/timings.json (not asserted)."""
+    from evolens.analyses.projection import _key
+    from evolens.store.run import open_run
+    from evolens.store.writer import RunWriter
+
+    rng = np.random.default_rng(0)
+    run_dir = tmp_path / "big" / "run"
+    ids = np.array([f"p{i}" for i in range(5000)])
+    labels = rng.integers(0, 10, 5000)
+    centres = rng.normal(0, 30, (10, 2))
+    with RunWriter(run_dir, name="big") as writer:
+        for step in range(100):
+            writer.write_snapshot(step, {"samples": rng.random((5000, 2), dtype=np.float32), "probe_ids": ids,
+                                         "labels": labels}, wall_time=0.0, capture_seconds=0.0)
+    with open_run(run_dir) as run:
+        for step in range(100):
+            spread = 20.0 * (1 - step / 100) + 2.0
+            coords = centres[labels] + rng.normal(0, spread, (5000, 2))
+            run.add_features(_key("big", f"step={step}"), "enc", coords.astype(np.float32), {})
+        run.add_features(_key("big", "reference"), "enc", rng.normal(0, 30, (2000, 2)).astype(np.float32), {})
+        run.add_event("projection", "synthetic map", data={"projection_id": "big", "encoder_id": "enc",
+                                                            "layout": "free", "steps": list(range(100)), "scores": {}})
+    url = serve(tmp_path / "big")
+    p = Page(browser, (url,))
+    start = time.perf_counter()
+    p.page.goto(url)
+    p.page.wait_for_function("() => window.__evolens && window.__evolens.renders.projection !== undefined", timeout=60_000)
+    first_render_s = time.perf_counter() - start
+    assert p.page.evaluate("() => window.__evolens.renders.projection.points") == 5000
+    slider_ms = []
+    for value in ("10", "50", "90"):
+        t = time.perf_counter()
+        p.page.locator("#projection-slider").fill(value)
+        p.page.wait_for_function(f"() => window.__evolens.renders.projection.step === {int(value)}")
+        slider_ms.append(round(1000 * (time.perf_counter() - t)))
+    payload = len(p.page.evaluate("async () => await (await fetch('/api/runs/run/projection/50')).text()"))
+    p.shot("dashboard-100x5000.png")
+    ARTIFACTS.mkdir(exist_ok=True)
+    # in-page clocks (ms since navigation start): when the page script started (plotly.js parsed) and when the
+    # first map was drawn
+    marks = p.page.evaluate("() => ({script_start_ms: Math.round(window.__evolens.t0),"
+                            " first_map_ms: Math.round(window.__evolens.renders.first)})")
+    timings = {"first_render_s": round(first_render_s, 3), **marks, "slider_ms": slider_ms, "payload_bytes": payload}
+    (ARTIFACTS / "timings.json").write_text(json.dumps(timings, indent=2))
+    print("dashboard 100 x 5000:", timings)
+    assert payload < 1_000_000
+    assert p.errors == [], p.errors

@@ -1,0 +1,151 @@
+"""The dashboard's JSON API, in process (no port): every endpoint, bad input, and no path traversal."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from evolens import open_run
+from evolens.errors import InputError
+from evolens.views.server import create_app, run_ids
+
+
+@pytest.fixture(scope="module")
+def client(view_root):
+    # a secret next to the served folder: nothing may ever read it through the app
+    (view_root.parent / "secret.txt").write_text("do not serve")
+    return TestClient(create_app(view_root))
+
+
+def test_runs_and_summary(client, view_root):
+    runs = client.get("/api/runs").json()
+    assert {r["id"] for r in runs} == {"demo-like", "group~other"}
+    demo = next(r for r in runs if r["id"] == "demo-like")
+    assert demo["n_snapshots"] == 6 and demo["last_step"] == 5
+    summary = client.get("/api/runs/demo-like").json()
+    assert summary["name"] == "demo-like" and summary["config"]["lr"] == 1e-3
+    assert summary["n_alerts"] == 1 and summary["has_projection"]
+    assert summary["references"] == [{"name": "train", "n": 300}]
+    assert client.get("/api/runs/group~other").json()["n_snapshots"] == 4
+
+
+def test_scalars_events_steps(client, view_run):
+    scalars = client.get("/api/runs/demo-like/scalars").json()
+    with open_run(view_run) as run:
+        steps, values = run.scalars("quality/fid")
+        (fid_name,) = [n for n in run.scalar_names() if n.startswith("quality/fid@")]
+    assert fid_name == "quality/fid@pixels@native-cnative~train"
+    assert scalars[fid_name]["steps"] == steps.tolist()
+    np.testing.assert_allclose(scalars[fid_name]["values"], values)
+    some = client.get("/api/runs/demo-like/scalars", params={"names": "loss/train"}).json()
+    assert list(some) == ["loss/train"] and len(some["loss/train"]["steps"]) == 6
+    assert client.get("/api/runs/demo-like/scalars", params={"names": "nope"}).status_code == 404
+    events = client.get("/api/runs/demo-like/events").json()
+    assert {"alert", "intervention", "projection"} <= {e["kind"] for e in events}
+    assert client.get("/api/runs/demo-like/steps").json() == [0, 1, 2, 3, 4, 5]
+
+
+def test_samples_png_and_points(client):
+    response = client.get("/api/runs/demo-like/samples/3.png")
+    assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+    assert response.content[:8] == b"\x89PNG\r\n\x1a\n"
+    assert client.get("/api/runs/demo-like/samples/99.png").status_code == 404
+    assert client.get("/api/runs/demo-like/samples/abc.png").status_code in (404, 422)
+    assert client.get("/api/runs/demo-like/points/3").status_code == 404  # images are not 1-D/2-D points
+
+
+def test_projection_endpoints(client, view_run):
+    meta = client.get("/api/runs/demo-like/projection").json()
+    assert meta["steps"] == [0, 1, 2, 3, 4, 5] and len(meta["bounds"]) == 4
+    assert len(meta["reference"]["x"]) == 120 and len(meta["reference"]["labels"]) == 120
+    frame = client.get("/api/runs/demo-like/projection/2").json()
+    assert len(frame["x"]) == len(frame["y"]) == len(frame["labels"]) == 30
+    from evolens.analyses import load_projection
+
+    with open_run(view_run) as run:
+        stored = load_projection(run)
+    np.testing.assert_allclose(frame["x"], stored.coords[2][:, 0], atol=1e-3)
+    assert client.get("/api/runs/demo-like/projection/2", params={"max_points": 5}).json()["x"].__len__() == 5
+    assert client.get("/api/runs/demo-like/projection/77").status_code == 404
+
+
+def test_unknown_runs_and_steps_are_404(client):
+    for url in ("/api/runs/nope", "/api/runs/nope/scalars", "/api/runs/nope/events", "/api/runs/nope/steps",
+                "/api/runs/nope/samples/0.png", "/api/runs/nope/projection", "/api/runs/nope/projection/0",
+                "/api/runs/nope/files/runs.sqlite"):
+        assert client.get(url).status_code == 404, url
+
+
+def test_files_are_served_only_from_inside_the_run(client, view_root):
+    ok = client.get("/api/runs/demo-like/files/runs.sqlite")
+    assert ok.status_code == 200 and ok.content[:15] == b"SQLite format 3"
+    attempts = [
+        "/api/runs/demo-like/files/../../secret.txt",
+        "/api/runs/demo-like/files/..%2F..%2Fsecret.txt",
+        "/api/runs/demo-like/files/%2E%2E/%2E%2E/secret.txt",
+        "/api/runs/demo-like/files/" + str(view_root.parent / "secret.txt"),
+        "/api/runs/demo-like/files//etc/passwd",
+        "/api/runs/demo-like/files/../group/other/runs.sqlite",
+        "/api/runs/..%2F..%2F/steps",
+        "/api/runs/demo-like/files/",
+    ]
+    for url in attempts:
+        response = client.get(url)
+        assert response.status_code == 404, url
+        assert b"do not serve" not in response.content and b"root:" not in response.content
+
+
+def test_symlink_out_of_the_run_is_not_followed(view_root, tmp_path):
+    outside = tmp_path / "outside.txt"
+    outside.write_text("outside")
+    link = view_root / "group" / "other" / "link.txt"
+    link.symlink_to(outside)
+    try:
+        response = TestClient(create_app(view_root)).get("/api/runs/group~other/files/link.txt")
+        assert response.status_code == 404 and b"outside" not in response.content
+    finally:
+        link.unlink()
+
+
+def test_page_and_plotly_are_served_locally(client):
+    page = client.get("/")
+    assert page.status_code == 200 and "/static/plotly.min.js" in page.text and "http" not in page.text.split("<script")[1][:40]
+    js = client.get("/static/plotly.min.js")
+    assert js.status_code == 200 and len(js.content) > 1_000_000
+
+
+def test_the_app_is_read_only_and_needs_a_directory(client, view_run, tmp_path):
+    before = {p: p.stat().st_mtime_ns for p in Path(view_run).rglob("*") if p.is_file()}
+    for url in ("/api/runs", "/api/runs/demo-like", "/api/runs/demo-like/projection/1", "/api/runs/demo-like/samples/1.png"):
+        client.get(url)
+    assert client.post("/api/runs/demo-like").status_code == 405
+    after = {p: p.stat().st_mtime_ns for p in Path(view_run).rglob("*") if p.is_file() and not p.name.endswith("-shm")}
+    assert {p: t for p, t in before.items() if not p.name.endswith("-shm")} == after
+    with pytest.raises(InputError, match="run_dir"):
+        create_app(tmp_path / "missing")
+    assert run_ids(tmp_path) == {}
+
+
+def test_dashboard_payload_for_5000_points_is_under_1_mb(tmp_path):
+    from evolens.store.derived import PROJECTION_COORDS
+    from evolens.store.writer import RunWriter
+
+    rng = np.random.default_rng(0)
+    with RunWriter(tmp_path / "big") as writer:
+        for step in range(3):
+            writer.write_snapshot(step, {"samples": rng.random((5000, 2), dtype=np.float32),
+                                         "probe_ids": np.array([f"p{i}" for i in range(5000)]),
+                                         "labels": rng.integers(0, 10, 5000)}, wall_time=0.0, capture_seconds=0.0)
+    with open_run(tmp_path / "big") as run:
+        for step in range(3):
+            run.add_derived(PROJECTION_COORDS, rng.normal(0, 30, (5000, 2)).astype(np.float32), encoder_id="enc",
+                            source="p1", step=step)
+        run.add_event("projection", "synthetic", data={"projection_id": "p1", "encoder_id": "enc", "layout": "free",
+                                                     "steps": [0, 1, 2], "scores": {}})
+    client = TestClient(create_app(tmp_path))
+    response = client.get("/api/runs/big/projection/1")
+    assert response.status_code == 200
+    assert len(response.json()["x"]) == 5000
+    assert len(response.content) < 1_000_000, len(response.content)
