@@ -7,7 +7,7 @@ DEMO_DIR ?= runs/demo
 
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: setup browser demo test bench clean
+.PHONY: setup browser demo test test-fast bench clean
 
 setup: $(STAMP)
 
@@ -31,8 +31,13 @@ browser:
 	  export DEBIAN_FRONTEND=noninteractive; \
 	  apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q && apt-get install -y -q chromium; }; }
 
+# The complete suite (what CI runs).
 test: setup browser
 	EVOLENS_REQUIRE_BROWSER=1 EVOLENS_CHROMIUM=$(CHROMIUM) $(PY) -m pytest -q
+
+# Everyday tier: everything but the tests marked slow (experiments, the demo, Inception, 2048-d metrics).
+test-fast: setup
+	EVOLENS_CHROMIUM=$(CHROMIUM) $(PY) -m pytest -q -m "not slow"
 
 bench: setup
 	$(PY) -m pip install -e '.[dev,bench]'

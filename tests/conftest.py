@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -47,12 +49,17 @@ def make_monitor(tmp_path, generator, probes):
         monitor.close()
 
 
+TEST_CACHE = Path(__file__).parent / "artifacts" / "evolens-cache"
+
+
 @pytest.fixture(scope="session", autouse=True)
-def isolated_cache(tmp_path_factory):
-    """Keep the user's cache untouched: digits-cnn weights and parsed data go to a per-session folder."""
+def isolated_cache():
+    """Keep the user's cache untouched: digits-cnn weights and parsed data go to ``tests/artifacts`` (ignored by
+    git), kept between test sessions so digits-cnn trains once per checkout, not once per session."""
     import os
 
-    folder = tmp_path_factory.mktemp("evolens-cache")
+    folder = TEST_CACHE
+    folder.mkdir(parents=True, exist_ok=True)
     previous = os.environ.get("EVOLENS_CACHE")
     os.environ["EVOLENS_CACHE"] = str(folder)
     yield folder
@@ -68,8 +75,6 @@ def rng() -> np.random.Generator:
 
 
 # -- a complete small run for the report, API and browser tests ------------------------------------------------
-from pathlib import Path  # noqa: E402
-
 from evolens.data import digits  # noqa: E402
 
 

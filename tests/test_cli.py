@@ -66,3 +66,24 @@ def test_embed_twice_uses_the_cache(runs_dir, capsys):
     assert "2 computed, 0 cached" in capsys.readouterr().out
     assert main(["embed", str(runs_dir / "a"), "--encoder", "pixels", "--quiet"]) == 0
     assert "0 computed, 2 cached" in capsys.readouterr().out
+
+
+def test_proximity_command_and_experiment_registry(runs_dir, capsys):
+    import subprocess
+    import sys
+
+    run = runs_dir / "a"
+    with RunWriter(run, kind="analysis", create=False) as writer:
+        writer.write_reference("train", np.random.default_rng(0).random((6, 1, 2, 2)).astype(np.float32))
+    assert main(["proximity", str(run), "--encoder", "pixels", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "proximity/copy_rate" in out and "proximity/nn_distance_train" in out and "2 computed now" in out
+    assert main(["proximity", str(run), "--encoder", "pixels", "--heldout", "val", "--quiet"]) == 2
+    assert "heldout: no reference set 'val'" in capsys.readouterr().err
+    # one registry behind `evolens experiment`, `evolens demo` and `python -m evolens.experiments`
+    from evolens.experiments import EXPERIMENTS
+
+    listed = subprocess.run([sys.executable, "-m", "evolens.experiments", "--help"], capture_output=True, text=True)
+    assert listed.returncode == 0 and all(name in listed.stdout for name in EXPERIMENTS)
+    helped = subprocess.run([sys.executable, "-m", "evolens.cli", "demo", "--help"], capture_output=True, text=True)
+    assert helped.returncode == 0 and "--no-analysis" in helped.stdout

@@ -59,3 +59,26 @@ def test_errors(small_run, tmp_path):
         pass
     with pytest.raises(InputError, match="no stored projection"):
         load_projection(tmp_path / "empty")
+
+
+def test_projection_is_idempotent_and_its_map_can_be_extended_later(small_run):
+    from evolens.analyses.embedding import embedding
+    from evolens.analyses.projection import load_projection_model
+
+    encoder = PixelsEncoder(device="cpu")
+    first = projection(small_run, encoder=encoder, max_reference=150, perplexity=10, n_iter=80, progress=False)
+    calls = encoder.calls
+    with evolens.open_run(small_run) as run:
+        n_events = len(run.events())
+    second = projection(small_run, encoder=encoder, max_reference=150, perplexity=10, n_iter=80, progress=False)
+    assert first.computed and not second.computed and encoder.calls == calls
+    assert second.projection_id == first.projection_id
+    np.testing.assert_array_equal(second.coords[2], first.coords[2])
+    with evolens.open_run(small_run) as run:
+        assert len(run.events()) == n_events
+    model = load_projection_model(small_run, first.projection_id)  # as a restarted worker would
+    np.testing.assert_allclose(model.embedding_[3], first.coords[3], atol=1e-6)
+    features = embedding(small_run, encoder=encoder, steps=[3], reference=False, progress=False).snapshots[3]
+    with evolens.open_run(small_run) as run:
+        placed = model.extend(features, run.probe_ids(3))
+    assert placed.shape == (60, 2) and np.isfinite(placed).all()

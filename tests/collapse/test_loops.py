@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from scipy.special import digamma
 
-from evolens import open_run
+from evolens import analyses, open_run
+from evolens.metrics import nearest_neighbors
 from evolens.errors import InputError
 from evolens.collapse.loops import SelfConsumingLoop, parameter_error
 from evolens.collapse import Gaussian, GaussianMixture, MLETrainer, PLETrainer
@@ -68,6 +69,19 @@ def test_loop_modes_and_run_store(tmp_path):
         np.testing.assert_allclose(values, result.series("quality/fid"))
         assert run.reference_names() == ["train"] and run.config["mode"] == "synthetic-augmented"
         assert len(run.events("generation")) == 3
+        assert "quality/fid@identity~train" in run.scalar_names()  # the loop's metrics name their feature space
+        assert run.probe_ids(1).tolist()[:2] == ["sample:0", "sample:1"]  # the writer's invariant, not the Monitor's
+    # A loop run is a run like any other: it can be projected and proximity-analysed.
+    found = analyses.proximity(tmp_path / "run", encoder="identity")
+    assert sorted(found.values) == [0, 1, 2]
+    copy_rate = found.series("proximity/copy_rate")[1]
+    assert ((copy_rate >= 0) & (copy_rate <= 1)).all()
+    with open_run(tmp_path / "run") as run:
+        expected = np.median(nearest_neighbors(run.samples(2), run.reference("train").images, 1)[0])
+    assert found.series("proximity/nn_distance_train")[1][2] == pytest.approx(expected, rel=1e-6)
+    projection = analyses.projection(tmp_path / "run", encoder="identity", perplexity=10, n_iter=50, progress=False)
+    assert projection.steps == [0, 1, 2] and projection.coords[1].shape == (100, 2)
+    assert projection.reference_coords.shape == (100, 2)
     fresh = SelfConsumingLoop(trainer, real, generations=2, mode="fresh-data", progress=False,
                               real_sampler=lambda k, r: r.normal(0, 1, (k, 2))).run()
     assert fresh.series("train/n").tolist() == [100, 200]

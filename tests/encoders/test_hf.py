@@ -12,9 +12,8 @@ from evolens.encoders import CLIPEncoder, DINOv2Encoder, WeightsNotFoundError
 transformers = pytest.importorskip("transformers")
 
 
-@pytest.fixture(scope="module")
-def clip_dir(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("models") / "clip"
+def make_tiny_clip(folder):
+    """A tiny random CLIP (both towers and a byte-pair tokenizer) saved in ``folder``, the real layout."""
     torch.manual_seed(0)
     config = transformers.CLIPConfig(
         text_config=dict(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
@@ -36,6 +35,20 @@ def clip_dir(tmp_path_factory):
     tokenizer = transformers.CLIPTokenizer(str(folder / "vocab.json"), str(folder / "merges.txt"))
     tokenizer.save_pretrained(folder)
     return folder
+
+
+def make_tiny_dinov2(folder):
+    """A tiny random DINOv2 (28 px, patch 14) saved in ``folder``."""
+    torch.manual_seed(0)
+    config = transformers.Dinov2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                       intermediate_size=64, image_size=28, patch_size=14)
+    transformers.Dinov2Model(config).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def clip_dir(tmp_path_factory):
+    return make_tiny_clip(tmp_path_factory.mktemp("models") / "clip")
 
 
 def test_clip_image_features_match_transformers(clip_dir):
@@ -79,11 +92,7 @@ def test_zero_shot_attribute_labels(clip_dir):
 
 
 def test_dinov2_features_match_transformers(tmp_path):
-    folder = tmp_path / "dinov2"
-    torch.manual_seed(0)
-    config = transformers.Dinov2Config(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                       intermediate_size=64, image_size=28, patch_size=14)
-    transformers.Dinov2Model(config).save_pretrained(folder)
+    folder = make_tiny_dinov2(tmp_path / "dinov2")
     encoder = DINOv2Encoder(path=folder, image_size=28, device="cpu")
     images = np.random.default_rng(0).random((2, 3, 28, 28)).astype(np.float32)
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)

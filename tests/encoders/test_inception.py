@@ -8,6 +8,8 @@ from evolens.encoders.inception import FIDInceptionV3, resize_tf1_bilinear
 
 from .reference_tools import torch_fidelity_module
 
+pytestmark = pytest.mark.slow  # experiments, the demo and the Inception network: make test, not test-fast
+
 
 @pytest.fixture(scope="module")
 def random_weights(tmp_path_factory):

@@ -1,8 +1,12 @@
+import pytest
 import json
 
 import evolens
 from evolens.cli import main
-from evolens.experiments.attribute_bias import AFFECTED, Translator, thicken
+from evolens.experiments.attribute_bias import AFFECTED, thicken
+from evolens.experiments.models import Translator
+
+pytestmark = pytest.mark.slow  # experiments, the demo and the Inception network: make test, not test-fast
 
 
 def test_thicken_is_a_dilation():

@@ -1,3 +1,4 @@
+import pytest
 import json
 
 import numpy as np
@@ -7,6 +8,8 @@ import evolens
 from evolens.capture import Probes
 from evolens.cli import main
 from evolens.experiments.models import DDPM, SmallUNet
+
+pytestmark = pytest.mark.slow  # experiments, the demo and the Inception network: make test, not test-fast
 
 
 def test_ddpm_sampling_is_a_function_of_the_probes():

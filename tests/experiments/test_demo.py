@@ -1,7 +1,11 @@
+import pytest
 import numpy as np
 
 import evolens
-from evolens.experiments.demo import ConditionalVAE, train_demo, vae_loss
+from evolens.experiments.demo import train_demo
+from evolens.experiments.models import ConditionalVAE, vae_loss
+
+pytestmark = pytest.mark.slow  # experiments, the demo and the Inception network: make test, not test-fast
 
 
 def test_vae_loss_matches_its_definition():

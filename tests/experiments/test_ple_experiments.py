@@ -1,3 +1,4 @@
+import pytest
 """The PLE reproductions run end to end at toy size and leave their summary, report and runs."""
 
 import json
@@ -6,6 +7,8 @@ import numpy as np
 
 from evolens import open_run
 from evolens.experiments import ple_fairness, ple_gmm, ple_loops
+
+pytestmark = pytest.mark.slow  # experiments, the demo and the Inception network: make test, not test-fast
 
 
 def test_ple_loops_writes_runs_and_summary(tmp_path):

@@ -8,6 +8,8 @@ import pytest
 import scipy.linalg
 
 from evolens import InputError
+
+from .test_conformance import reference_fid
 from evolens.metrics import (
     FeatureStatistics,
     cmmd,
@@ -21,19 +23,6 @@ from evolens.metrics import (
     prdc_radii,
     vendi,
 )
-
-
-def reference_fid(real, fake):
-    """pytorch-fid's calculate_frechet_distance: scipy.linalg.sqrtm of the covariance product."""
-    mu1, mu2 = real.mean(axis=0), fake.mean(axis=0)
-    s1, s2 = np.cov(real, rowvar=False), np.cov(fake, rowvar=False)
-    covmean = scipy.linalg.sqrtm(s1 @ s2)
-    if not np.isfinite(covmean).all():
-        offset = np.eye(s1.shape[0]) * 1e-6
-        covmean = scipy.linalg.sqrtm((s1 + offset) @ (s2 + offset))
-    covmean = covmean.real
-    diff = mu1 - mu2
-    return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
 
 
 def gaussians(rng, n_real, n_fake, d, shift=0.2, scale=1.1):

@@ -114,3 +114,31 @@ def test_bad_input(planted, kwargs, call, match):
             model.fit(snapshots[:3], ids[:3])
         else:
             call(model, snapshots[:3], ids[:3])
+
+
+def test_follows_the_scikit_learn_estimator_contract():
+    from sklearn.base import clone
+    from sklearn.exceptions import NotFittedError as SklearnNotFittedError
+
+    model = EvolutionaryTSNE(layout="radial", perplexity=12.0, random_state=3)
+    assert model.get_params()["perplexity"] == 12.0 and model.get_params()["layout"] == "radial"
+    copy = clone(model)
+    assert copy.get_params() == model.get_params() and not hasattr(copy, "embedding_")
+    with pytest.raises(SklearnNotFittedError, match="not fitted"):
+        copy.scores()
+
+
+def test_a_saved_map_extends_after_a_restart(planted, tmp_path):
+    """A map saved and loaded (as a new process would) places a new snapshot exactly where the original does."""
+    snapshots, ids, _, reference = planted
+    model = EvolutionaryTSNE(random_state=0, n_iter=100).fit(snapshots[:4], ids[:4], reference=reference)
+    model.save(tmp_path / "map.pkl")
+    restarted = EvolutionaryTSNE.load(tmp_path / "map.pkl")
+    np.testing.assert_array_equal(restarted.embedding_[3], model.embedding_[3])
+    placed = model.extend(snapshots[4], ids[4])
+    again = restarted.extend(snapshots[4], ids[4])
+    np.testing.assert_allclose(again, placed, atol=1e-6)
+    with pytest.raises(InputError, match="expected a serialised EvolutionaryTSNE"):
+        import pickle
+
+        EvolutionaryTSNE.from_bytes(np.frombuffer(pickle.dumps({"not": "a map"}), dtype=np.uint8))

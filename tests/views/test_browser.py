@@ -191,7 +191,7 @@ def test_dashboard_follows_a_run_while_it_is_written(browser, serve, tmp_path):
 def test_dashboard_with_100_snapshots_of_5000_points(browser, serve, tmp_path):
     """Responsiveness target: projection payload < 1 MB per snapshot (asserted in the API tests too) and the
     first render time, reported in tests/artifacts/timings.json (not asserted)."""
-    from evolens.analyses.projection import _key
+    from evolens.store.derived import PROJECTION_COORDS, PROJECTION_REFERENCE_COORDS
     from evolens.store.run import open_run
     from evolens.store.writer import RunWriter
 
@@ -208,8 +208,9 @@ def test_dashboard_with_100_snapshots_of_5000_points(browser, serve, tmp_path):
         for step in range(100):
             spread = 20.0 * (1 - step / 100) + 2.0
             coords = centres[labels] + rng.normal(0, spread, (5000, 2))
-            run.add_features(_key("big", f"step={step}"), "enc", coords.astype(np.float32), {})
-        run.add_features(_key("big", "reference"), "enc", rng.normal(0, 30, (2000, 2)).astype(np.float32), {})
+            run.add_derived(PROJECTION_COORDS, coords.astype(np.float32), encoder_id="enc", source="big", step=step)
+        run.add_derived(PROJECTION_REFERENCE_COORDS, rng.normal(0, 30, (2000, 2)).astype(np.float32),
+                        encoder_id="enc", source="big")
         run.add_event("projection", "synthetic map", data={"projection_id": "big", "encoder_id": "enc",
                                                             "layout": "free", "steps": list(range(100)), "scores": {}})
     url = serve(tmp_path / "big")

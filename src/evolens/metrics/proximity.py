@@ -67,8 +67,12 @@ def nn_divergence(generated: Any, train: Any, heldout: Any, bins: int = 20, eps:
     clipped at ``eps`` as in the paper. ~0 when generated samples relate to the training set like fresh data;
     large when they are copies of it (distances piled at 0).
     """
-    generated, train = _pair(generated, train, "generated", "train")
-    heldout, _ = _pair(heldout, train, "heldout", "train")
+    # A histogram of one distance says nothing: every set needs two samples.
+    generated, train = _pair(generated, train, "generated", "train", min_reference=2)
+    heldout, _ = _pair(heldout, train, "heldout", "train", min_reference=2)
+    if generated.shape[0] < 2 or heldout.shape[0] < 2:
+        raise InputError(f"generated, heldout: expected at least 2 samples each, received shape={generated.shape} "
+                         f"and shape={heldout.shape}")
     if bins < 2:
         raise InputError(f"bins: expected at least 2, received {bins}")
     d_gen = nearest_neighbors(generated, train, 1)[0][:, 0]

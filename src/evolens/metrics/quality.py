@@ -347,7 +347,7 @@ def cmmd(
     CLIP embeddings; works on any features. ``real_term`` (the mean real-real kernel value, from
     ``cmmd_reference_term``) avoids recomputing it when many fake sets are compared with one real set.
     """
-    real, fake = _check_pair(real, fake, min_samples=1)
+    real, fake = _check_pair(real, fake)  # an MMD of one sample is all diagonal: refuse it like the other metrics
     gamma = 1.0 / (2.0 * sigma**2)
     k_rr = _mean_rbf(real, real, gamma) if real_term is None else float(real_term)
     return float(scale * (k_rr + _mean_rbf(fake, fake, gamma) - 2.0 * _mean_rbf(real, fake, gamma)))
@@ -355,7 +355,7 @@ def cmmd(
 
 def cmmd_reference_term(real: Any, sigma: float = 10.0) -> float:
     """Mean RBF kernel value over all pairs of ``real`` (the part of CMMD that depends on real only)."""
-    real = check_features(real, "real", min_samples=1)
+    real = check_features(real, "real")
     return _mean_rbf(real, real, 1.0 / (2.0 * sigma**2))
 
 
