@@ -124,24 +124,18 @@ def cmd_embed(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_analyze(args: argparse.Namespace) -> int:
+def cmd_analysis(args: argparse.Namespace) -> int:
+    """``evolens analyze`` (quality) and ``evolens proximity``: run the analysis, print its series."""
     from . import analyses
 
     kwargs = {"path": args.weights} if args.weights else {}
-    result = analyses.quality(args.run, encoder=args.encoder, reference=args.reference,
-                              by=None if args.overall else "label", metrics=args.metrics.split(","),
-                              progress=not args.quiet, **kwargs)
-    _print_result(result)
-    return 0
-
-
-def cmd_proximity(args: argparse.Namespace) -> int:
-    from . import analyses
-
-    kwargs = {"path": args.weights} if args.weights else {}
-    result = analyses.proximity(args.run, encoder=args.encoder, reference=args.reference, heldout=args.heldout,
-                                progress=not args.quiet, **kwargs)
-    _print_result(result)
+    if args.command == "analyze":
+        kwargs.update(by=None if args.overall else "label", metrics=args.metrics.split(","))
+    else:
+        kwargs.update(heldout=args.heldout)
+    analysis = analyses.quality if args.command == "analyze" else analyses.proximity
+    _print_result(analysis(args.run, encoder=args.encoder, reference=args.reference, progress=not args.quiet,
+                           **kwargs))
     return 0
 
 
@@ -162,8 +156,9 @@ def _print_result(result) -> None:
     print(f"{result.analysis} with {result.encoder_id} vs reference {result.reference!r}: {len(steps)} snapshots "
           f"(steps {steps[0]}..{steps[-1]}; {len(result.computed)} computed now, the rest read back)")
     print(_table(["metric", "points", "first", "last", "min", "at step"], rows))
-    for reason in result.skipped.values():
-        print(f"skipped: {reason}") if "step=" not in reason else None
+    for key, reason in result.skipped.items():
+        if not key.startswith("step="):
+            print(f"skipped {key}: {reason}")
 
 
 def cmd_experiment(args: argparse.Namespace) -> int:
@@ -193,12 +188,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
               file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
-    from .experiments import run_experiment
-
-    return run_experiment("demo", args.rest)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -236,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics", default="fid,kid,prdc,vendi,cmmd")
     p.add_argument("--overall", action="store_true", help="no per-class metrics")
     p.add_argument("--quiet", action="store_true")
-    p.set_defaults(func=cmd_analyze)
+    p.set_defaults(func=cmd_analysis)
 
     p = sub.add_parser("proximity", help="memorisation metrics of every snapshot vs the training data, stored")
     p.add_argument("run")
@@ -245,11 +234,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reference", default="train")
     p.add_argument("--heldout", default="heldout", help="held-out reference set (skipped when absent)")
     p.add_argument("--quiet", action="store_true")
-    p.set_defaults(func=cmd_proximity)
+    p.set_defaults(func=cmd_analysis)
 
     p = sub.add_parser("experiment", help="run a paper reproduction (e.g. biased-generalization)")
-    p.add_argument("name", choices=[n for n in __import__("evolens.experiments", fromlist=["EXPERIMENTS"]).EXPERIMENTS
-                                    if n != "demo"])
+    p.add_argument("name", choices=list(__import__("evolens.experiments", fromlist=["EXPERIMENTS"]).EXPERIMENTS))
     p.add_argument("rest", nargs=argparse.REMAINDER, help="options of the experiment (--help for them)")
     p.set_defaults(func=cmd_experiment)
 
@@ -271,21 +259,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: localhost only)")
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("demo", help="train a small conditional VAE on MNIST-5k under monitoring (CPU, minutes)",
-                       add_help=False)
-    p.add_argument("rest", nargs=argparse.REMAINDER, help="options of the demo (--help for them)")
-    p.set_defaults(func=cmd_demo)
+    # `evolens demo ...` is `evolens experiment demo ...` (see main); listed here for --help
+    sub.add_parser("demo", help="train a small conditional VAE on MNIST-5k under monitoring (CPU, minutes)",
+                   add_help=False)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``evolens`` command; returns the exit status (2 on a user error)."""
-    parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
-    if extra and args.command != "demo":
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    if args.command == "demo":  # every option belongs to the demo's own parser
-        args.rest = list(args.rest) + extra
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["demo"]:  # every option belongs to the demo's own parser (argparse splits REMAINDER oddly)
+        argv = ["experiment", "demo", *argv[1:]]
+    args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
     except EvolensError as exc:

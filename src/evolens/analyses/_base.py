@@ -90,12 +90,13 @@ def per_snapshot(
     prepare: Callable[[list[int]], StepFn],
     *,
     family: str,
+    what: str,
     progress: bool = False,
 ) -> AnalysisResult:
     """Run one analysis over ``steps``: ``prepare(todo)`` (called only when some step is not done yet) returns
     ``fn(step) -> {name: value}``; each step's values are stored with its done-mark in one transaction.
     Values of steps done earlier are read back from the run (names of ``family`` with the same encoder and
-    reference)."""
+    reference). When some step was computed, an ``analysis`` event records ``what`` and the context."""
     done = run.analysed_steps(result.analysis, context) & set(steps)
     todo = [s for s in steps if s not in done]
     if done:
@@ -114,5 +115,8 @@ def per_snapshot(
             run.add_analysis_step(result.analysis, context, step, values)
             result.values[step] = values
             result.computed.append(step)
+        run.add_event("analysis", f"{what} of {len(result.computed)} snapshots with {result.encoder_id}"
+                      + (f" against {result.reference!r}" if result.reference else ""),
+                      data={"analysis": result.analysis, **context, "steps": result.computed})
     result.values = dict(sorted(result.values.items()))
     return result

@@ -85,8 +85,6 @@ def attributes(
 
             return compute
 
-        per_snapshot(run, result, context, chosen, prepare, family=N.ATTRIBUTES, progress=progress)
-        if result.computed:
-            run.add_event("analysis", f"attribute metrics of {len(result.computed)} snapshots with {cid}",
-                          data={"analysis": "attributes", **context, "steps": result.computed})
+        per_snapshot(run, result, context, chosen, prepare, family=N.ATTRIBUTES, what="attribute metrics",
+                     progress=progress)
     return result

@@ -105,8 +105,6 @@ def proximity(
 
             return compute
 
-        per_snapshot(run, result, context, chosen, prepare, family=N.PROXIMITY, progress=progress)
-        if result.computed:
-            run.add_event("analysis", f"proximity metrics of {len(result.computed)} snapshots against {reference!r} "
-                          f"with {encoder.id}", data={"analysis": "proximity", **context, "steps": result.computed})
+        per_snapshot(run, result, context, chosen, prepare, family=N.PROXIMITY, what="proximity metrics",
+                     progress=progress)
     return result

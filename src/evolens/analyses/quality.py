@@ -173,8 +173,6 @@ def quality(
 
             return compute
 
-        per_snapshot(run, result, context, chosen, prepare, family=N.QUALITY, progress=progress)
-        if result.computed:
-            run.add_event("analysis", f"quality metrics of {len(result.computed)} snapshots against {reference!r} "
-                          f"with {encoder.id}", data={"analysis": "quality", **context, "steps": result.computed})
+        per_snapshot(run, result, context, chosen, prepare, family=N.QUALITY, what="quality metrics",
+                     progress=progress)
     return result

@@ -12,6 +12,7 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 
@@ -111,16 +112,20 @@ class ArrayStore:
 
     def remove_stale_temporaries(self) -> int:
         """Delete temporary files left by writers that died mid-write; return how many were removed."""
-        removed = 0
         root = self.run_dir / ARRAYS_DIR
-        if not root.is_dir():
-            return 0
-        for tmp in root.glob(f"*/*{_TMP_MARK}*"):
-            try:
-                pid = int(tmp.name.rsplit(_TMP_MARK, 1)[1])
-            except ValueError:
-                continue
-            if not pid_alive(pid):
-                tmp.unlink(missing_ok=True)
-                removed += 1
-        return removed
+        return remove_dead_temporaries(root.glob(f"*/*{_TMP_MARK}*"), _TMP_MARK) if root.is_dir() else 0
+
+
+def remove_dead_temporaries(paths: Iterable[Path], mark: str) -> int:
+    """Delete the files among ``paths`` named ``<anything><mark><pid>[-<anything>]`` whose process ``pid`` is no
+    longer alive (temporaries of killed writers); return how many were removed."""
+    removed = 0
+    for tmp in paths:
+        try:
+            pid = int(tmp.name.rsplit(mark, 1)[1].split("-", 1)[0])
+        except ValueError:
+            continue
+        if not pid_alive(pid):
+            tmp.unlink(missing_ok=True)
+            removed += 1
+    return removed

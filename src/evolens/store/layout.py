@@ -186,18 +186,9 @@ def creation_leftovers(run_dir: Path) -> list[Path] | None:
 
 def remove_stale_creations(run_dir: Path) -> int:
     """Delete temporary databases of creations whose process is dead; return how many were removed."""
-    from .arrays import pid_alive
+    from .arrays import remove_dead_temporaries
 
-    removed = 0
-    for tmp in Path(run_dir).glob(f"{DB_NAME}{_CREATING_MARK}*"):
-        try:
-            pid = int(tmp.name.split(_CREATING_MARK, 1)[1].split("-", 1)[0])
-        except ValueError:
-            continue
-        if not pid_alive(pid):
-            tmp.unlink(missing_ok=True)
-            removed += 1
-    return removed
+    return remove_dead_temporaries(Path(run_dir).glob(f"{DB_NAME}{_CREATING_MARK}*"), _CREATING_MARK)
 
 
 def _statements() -> list[str]:
