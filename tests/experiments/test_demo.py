@@ -35,3 +35,20 @@ def test_short_demo_leaves_a_complete_run(tmp_path):
     assert run.scalars("loss")[0].tolist() == list(range(12))
     assert run.scalars("heldout_loss")[0].tolist() == [11]
     assert len(list((tmp_path / "demo" / "report").glob("*.png"))) == 2
+
+
+def test_the_demo_command_trains_analyses_and_reports(tmp_path, capsys):
+    """`evolens demo` end to end at toy size: a run with quality and proximity series, a map and a report."""
+    from evolens.cli import main
+
+    assert main(["demo", "--out", str(tmp_path), "--epochs", "1", "--every", "10", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "FID vs the training digits" in out and "memorisation at the end: copy rate" in out
+    assert "map quality: knn_recall" in out
+    (run_dir,) = tmp_path.iterdir()
+    assert (run_dir / "report.html").stat().st_size > 1_000_000
+    with evolens.open_run(run_dir) as run:
+        names = run.scalar_names()
+        assert any(n.startswith("quality/fid@digits-cnn@") for n in names)
+        assert any(n.startswith("proximity/copy_rate@digits-cnn@") for n in names)
+        assert [e.kind for e in run.events(kind="projection")] == ["projection"]

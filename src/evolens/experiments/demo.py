@@ -204,8 +204,10 @@ def run_demo(out: str | os.PathLike = "runs/demo", *, epochs: int = 30, every: i
                   + f"  (worst: digit {worst})")
         proximity = analyses.proximity(run_dir, encoder="digits-cnn", progress=progress)
         _, copies = proximity.series("proximity/copy_rate")
-        _, ratio = proximity.series("proximity/nn_ratio")
-        print(f"memorisation: copy rate {copies[-1]:.2f}, distance to train / held-out {ratio[-1]:.2f} at the end")
+        _, to_train = proximity.series("proximity/nn_distance_train")
+        _, to_heldout = proximity.series("proximity/nn_distance_heldout")
+        print(f"memorisation at the end: copy rate {copies[-1]:.2f}; median distance to the nearest training digit "
+              f"{to_train[-1]:.2f}, to the nearest held-out digit {to_heldout[-1]:.2f} (digits-cnn features)")
         print("\nfitting the evolutionary map of all snapshots (digits-cnn features, reference digits in grey) ...")
         projection = analyses.projection(run_dir, encoder="digits-cnn", max_reference=1000, progress=progress)
         print("map quality: " + ", ".join(f"{k} {v:.3f}" for k, v in projection.scores.items()))
