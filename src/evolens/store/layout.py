@@ -268,13 +268,15 @@ def connect(run_dir: Path, *, readonly: bool) -> sqlite3.Connection:
             f"({'no such directory' if not Path(run_dir).exists() else 'no ' + DB_NAME + ' in it'}); "
             "runs are created by evolens.Monitor(run_dir, ...)"
         )
-    version = _open_checked(db, run_dir, readonly=True, close=True)
-    if version < SCHEMA_VERSION:
+    conn, version = _open_checked(db, run_dir, readonly=readonly)
+    if version < SCHEMA_VERSION:  # once per run written by an older evolens
+        conn.close()
         _migrate(db, run_dir, version)
-    return _open_checked(db, run_dir, readonly=readonly, close=False)
+        conn, version = _open_checked(db, run_dir, readonly=readonly)
+    return conn
 
 
-def _open_checked(db: Path, run_dir: Path, *, readonly: bool, close: bool) -> Any:
+def _open_checked(db: Path, run_dir: Path, *, readonly: bool) -> tuple[sqlite3.Connection, int]:
     uri = f"{db.resolve().as_uri()}?mode={'ro' if readonly else 'rw'}"
     try:
         conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
@@ -289,10 +291,7 @@ def _open_checked(db: Path, run_dir: Path, *, readonly: bool, close: bool) -> An
     except BaseException:
         conn.close()
         raise
-    if close:
-        conn.close()
-        return version
-    return conn
+    return conn, version
 
 
 def _check_format(conn: sqlite3.Connection, run_dir: Path) -> int:

@@ -206,20 +206,24 @@ class Run:
         """The series ``name`` as ``(steps int64 (m,), values float64 (m,))``, steps ascending and unique.
 
         Where a resumed run logged a step again, the latest session's value is returned. ``name`` may leave out
-        its context (``quality/fid`` for ``quality/fid@pixels:train``) when only one context has it. Raises
+        its context (``quality/fid`` for ``quality/fid@pixels~train``) when only one context has it. Raises
         InputError for an unknown or ambiguous name, listing the known ones.
         """
-        from ..names import resolve_name
+        rows = self._scalar_rows(name)
+        if not rows:  # a name without its context, an ambiguous or an unknown one: resolve (or explain) it
+            from ..names import resolve_name
 
-        name = resolve_name(name, self.scalar_names(), run=self.name)
-        rows = self._conn.execute(
+            rows = self._scalar_rows(resolve_name(name, self.scalar_names(), run=self.name))
+        steps = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        values = np.fromiter((np.nan if r[1] is None else r[1] for r in rows), dtype=np.float64, count=len(rows))
+        return steps, values
+
+    def _scalar_rows(self, name: str) -> list[tuple]:
+        return self._conn.execute(
             "SELECT step, value FROM scalars s WHERE name = ? AND session_id = "
             "(SELECT MAX(session_id) FROM scalars t WHERE t.name = s.name AND t.step = s.step) ORDER BY step",
             (name,),
         ).fetchall()
-        steps = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        values = np.fromiter((np.nan if r[1] is None else r[1] for r in rows), dtype=np.float64, count=len(rows))
-        return steps, values
 
     def events(self, kind: str | None = None, level: str | None = None) -> list[Event]:
         """Events in the order they were written, optionally filtered by ``kind`` and ``level``."""
