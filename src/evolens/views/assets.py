@@ -1,9 +1,36 @@
-"""JavaScript shared by the static report and the dashboard page, so both draw the map the same way."""
+"""What the static report and the dashboard page share, so both look and draw alike: one stylesheet, one palette,
+the colours of marked events, and the map renderer (JavaScript)."""
+
+import json
+
+# d3's category10: one fixed colour per class label (cycled) and per compared run
+PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
+
+# colours of the events marked on the step axis (and of their rows in the alert tables)
+EVENT_COLORS = {"alert": "#b91c1c", "warning": "#b45309", "intervention": "#1d4ed8", "other": "#6b7280"}
+
+CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#222;background:#fafafa}
+header{background:#1f2937;color:#fff;padding:12px 24px;display:flex;flex-wrap:wrap;gap:4px 16px;align-items:center}
+header h1{margin:0;font-size:20px}header p{margin:0;color:#cbd5e1;font-size:13px;flex-basis:100%}
+header select{font-size:14px;padding:2px 6px}#status{color:#cbd5e1;font-size:13px}main{padding:4px 24px 40px}
+section{background:#fff;border:1px solid #e5e7eb;border-radius:8px;margin:14px 0;padding:10px 14px}
+h2{font-size:16px;margin:4px 0 8px}.muted{color:#777;font-size:13px}
+table{border-collapse:collapse;font-size:13px}td,th{border-bottom:1px solid #eee;padding:3px 10px 3px 0;text-align:left;
+vertical-align:top}
+pre{background:#f3f4f6;padding:8px;border-radius:6px;font-size:12px;max-height:260px;overflow:auto}
+.alert{color:__alert__}.warning{color:__warning__}.intervention{color:__intervention__}
+.grids{display:flex;flex-wrap:wrap;gap:16px}.grids figure{margin:0}figcaption{font-size:12px;color:#555}
+.grids img,#grid{image-rendering:pixelated;border:1px solid #ddd;max-width:100%}
+.row{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}.row>section{flex:1 1 560px;min-width:420px}
+input[type=range]{width:60%}
+"""
+for _kind, _colour in EVENT_COLORS.items():
+    CSS = CSS.replace(f"__{_kind}__", _colour)
 
 PROJECTION_JS = r"""
-// one fixed colour per class label (d3's category10, cycled), so a class keeps its colour across snapshots
-const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
-                 "#bcbd22", "#17becf"];
+// one fixed colour per class label (cycled), so a class keeps its colour across snapshots
+const PALETTE = __PALETTE__;
 function evolensDrawProjection(div, meta, ref, p) {
   // meta: {bounds: [x0, x1, y0, y1]}; ref and p: {x, y, labels, ids} as served by /api/.../projection
   const [x0, x1, y0, y1] = meta.bounds, padx = 0.05 * (x1 - x0 || 1), pady = 0.05 * (y1 - y0 || 1);
@@ -27,4 +54,4 @@ function evolensDrawProjection(div, meta, ref, p) {
     yaxis: {range: [y0 - pady, y1 + pady], showticklabels: false, zeroline: false, scaleanchor: "x"},
     template: "plotly_white", showlegend: true, legend: {x: 0, y: 1}}, {displaylogo: false, responsive: true});
 }
-"""
+""".replace("__PALETTE__", json.dumps(PALETTE))

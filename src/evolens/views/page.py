@@ -2,26 +2,14 @@
 
 import json
 
-from .assets import PROJECTION_JS
+from .assets import CSS, EVENT_COLORS, PROJECTION_JS
 from .data import MARKED_EVENT_KINDS
 
 PAGE = r"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>evolens dashboard</title>
 <link rel="icon" href="data:,">
 <script src="/static/plotly.min.js"></script>
-<style>
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#222;background:#fafafa}
-header{background:#1f2937;color:#fff;padding:12px 24px;display:flex;gap:16px;align-items:center}
-header h1{margin:0;font-size:20px}header select{font-size:14px;padding:2px 6px}
-#status{color:#cbd5e1;font-size:13px}main{padding:4px 24px 40px}
-section{background:#fff;border:1px solid #e5e7eb;border-radius:8px;margin:14px 0;padding:10px 14px}
-h2{font-size:16px;margin:4px 0 8px}.muted{color:#777;font-size:13px}
-table{border-collapse:collapse;font-size:13px}td,th{border-bottom:1px solid #eee;padding:3px 10px 3px 0;text-align:left}
-.alert{color:#b91c1c}.warning{color:#b45309}.intervention{color:#1d4ed8}
-#grid{image-rendering:pixelated;border:1px solid #ddd;max-width:100%}
-.row{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}.row>section{flex:1 1 560px;min-width:420px}
-input[type=range]{width:60%}
-</style></head>
+<style>__CSS__</style></head>
 <body>
 <header><h1>evolens</h1><select id="run-select" aria-label="run"></select><span id="status">loading…</span></header>
 <main>
@@ -46,6 +34,7 @@ const state = {run: null, summary: null, steps: [], projection: null, playing: n
                followProjection: true, renders: {}};
 window.__evolens = state;
 const MARKED = new Set(__MARKED__);
+const EVENT_COLORS = __EVENT_COLORS__;
 const esc = s => String(s).replace(/[&<>"']/g, c => ({"&":"&amp;","<":"&lt;",">":"&gt;",'"':"&quot;","'":"&#39;"}[c]));
 async function api(path) {
   const r = await fetch(path, {cache: "no-store"});
@@ -100,7 +89,7 @@ function renderMetrics(series, events) {
   const shapes = [], annotations = [];
   for (const e of events) {
     if (e.step === null || !(MARKED.has(e.kind) || e.level === "alert")) continue;
-    const color = e.kind === "intervention" ? "#1d4ed8" : (e.level === "alert" ? "#b91c1c" : "#6b7280");
+    const color = EVENT_COLORS[e.kind === "intervention" ? "intervention" : (e.level === "alert" ? "alert" : "other")];
     shapes.push({type: "line", xref: "x", yref: "paper", x0: e.step, x1: e.step, y0: 0, y1: 1, line: {color, dash: "dash", width: 1}});
     annotations.push({x: e.step, y: 1, xref: "x", yref: "paper", text: e.kind, showarrow: false, font: {size: 10, color}, yanchor: "bottom"});
   }
@@ -215,4 +204,5 @@ loadRuns().catch(e => setStatus("error: " + e.message));
 setInterval(() => { loadRuns().then(() => refresh(false)).catch(e => setStatus("error: " + e.message)); }, 2000);
 </script>
 </body></html>
-""".replace("__PROJECTION_JS__", PROJECTION_JS).replace("__MARKED__", json.dumps(list(MARKED_EVENT_KINDS)))
+""".replace("__PROJECTION_JS__", PROJECTION_JS).replace("__MARKED__", json.dumps(list(MARKED_EVENT_KINDS))) \
+    .replace("__EVENT_COLORS__", json.dumps(EVENT_COLORS)).replace("__CSS__", CSS)

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..store.run import Run, open_run
-from .assets import PROJECTION_JS
+from .assets import CSS, EVENT_COLORS, PALETTE, PROJECTION_JS
 from .data import (
     MARKED_EVENT_KINDS,
     event_list,
@@ -38,22 +38,8 @@ from .data import (
 
 __all__ = ["build_report", "write_report"]
 
-PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2"]
 MAX_GRID_SNAPSHOTS = 60
 MAX_REPORT_POINTS = 2000  # per snapshot in the map; the dashboard serves up to 5,000
-
-CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#222;background:#fafafa}
-header{background:#1f2937;color:#fff;padding:16px 24px}header h1{margin:0 0 4px 0;font-size:22px}
-header p{margin:0;color:#cbd5e1;font-size:13px}main{padding:8px 24px 40px}
-section{background:#fff;border:1px solid #e5e7eb;border-radius:8px;margin:16px 0;padding:12px 16px}
-h2{font-size:17px;margin:4px 0 10px}table{border-collapse:collapse;font-size:13px}
-td,th{border-bottom:1px solid #eee;padding:3px 10px 3px 0;text-align:left;vertical-align:top}
-pre{background:#f3f4f6;padding:8px;border-radius:6px;font-size:12px;max-height:260px;overflow:auto}
-.alert{color:#b91c1c}.warning{color:#b45309}.intervention{color:#1d4ed8}
-.grids{display:flex;flex-wrap:wrap;gap:16px}.grids figure{margin:0}.grids img{image-rendering:pixelated;border:1px solid #ddd}
-figcaption{font-size:12px;color:#555}.muted{color:#777;font-size:13px}
-"""
 
 
 def _esc(value: Any) -> str:
@@ -100,7 +86,7 @@ def _metric_figures(runs: list[Run], names_by_run: list[dict[str, dict]], events
                 if event["kind"] in MARKED_EVENT_KINDS or event["level"] == "alert":
                     if event["step"] is None:
                         continue
-                    color = {"alert": "#b91c1c", "intervention": "#1d4ed8"}.get(event["kind"], "#6b7280")
+                    color = EVENT_COLORS.get(event["kind"], EVENT_COLORS["other"])
                     figure.add_vline(x=event["step"], line=dict(color=color, dash="dash", width=1),
                                      annotation_text=event["kind"], annotation_font_size=10)
         figure.update_layout(title=group, xaxis_title="step", template="plotly_white", height=360,
