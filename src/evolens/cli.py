@@ -209,32 +209,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="show where weights were looked for in full")
     p.set_defaults(func=cmd_encoders)
 
-    p = sub.add_parser("embed", help="embed every snapshot and reference set of a run (cached in the run)")
-    p.add_argument("run")
-    p.add_argument("--encoder", default="efficientnet-lite0")
-    p.add_argument("--weights", default=None, help="weights file or directory for the encoder")
-    p.add_argument("--batch-size", type=int, default=None)
-    p.add_argument("--quiet", action="store_true")
-    p.set_defaults(func=cmd_embed)
+    def analysis_parser(name: str, help: str, encoder: str, func) -> argparse.ArgumentParser:
+        """A subcommand over one run with an encoder (embed, analyze, proximity)."""
+        p = sub.add_parser(name, help=help)
+        p.add_argument("run")
+        p.add_argument("--encoder", default=encoder)
+        p.add_argument("--weights", default=None, help="weights file or directory for the encoder")
+        p.add_argument("--quiet", action="store_true")
+        p.set_defaults(func=func)
+        return p
 
-    p = sub.add_parser("analyze", help="quality metrics of every snapshot vs a reference set, stored in the run")
-    p.add_argument("run")
-    p.add_argument("--encoder", default="efficientnet-lite0")
-    p.add_argument("--weights", default=None, help="weights file or directory for the encoder")
+    p = analysis_parser("embed", "embed every snapshot and reference set of a run (cached in the run)",
+                        "efficientnet-lite0", cmd_embed)
+    p.add_argument("--batch-size", type=int, default=None)
+
+    p = analysis_parser("analyze", "quality metrics of every snapshot vs a reference set, stored in the run",
+                        "efficientnet-lite0", cmd_analysis)
     p.add_argument("--reference", default="train")
     p.add_argument("--metrics", default="fid,kid,prdc,vendi,cmmd")
     p.add_argument("--overall", action="store_true", help="no per-class metrics")
-    p.add_argument("--quiet", action="store_true")
-    p.set_defaults(func=cmd_analysis)
 
-    p = sub.add_parser("proximity", help="memorisation metrics of every snapshot vs the training data, stored")
-    p.add_argument("run")
-    p.add_argument("--encoder", default="pixels")
-    p.add_argument("--weights", default=None, help="weights file or directory for the encoder")
+    p = analysis_parser("proximity", "memorisation metrics of every snapshot vs the training data, stored",
+                        "pixels", cmd_analysis)
     p.add_argument("--reference", default="train")
     p.add_argument("--heldout", default="heldout", help="held-out reference set (skipped when absent)")
-    p.add_argument("--quiet", action="store_true")
-    p.set_defaults(func=cmd_analysis)
 
     p = sub.add_parser("experiment", help="run a paper reproduction (e.g. biased-generalization)")
     p.add_argument("name", choices=list(__import__("evolens.experiments", fromlist=["EXPERIMENTS"]).EXPERIMENTS))

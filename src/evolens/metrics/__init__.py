@@ -1,4 +1,8 @@
-"""Metrics: pure functions on arrays: ``quality``, ``proximity`` and ``attributes``; collapse follows."""
+"""Metrics: pure functions on feature or label arrays, no state and no I/O — ``quality`` (FID, KID, PRDC,
+CMMD, Vendi), ``proximity`` (nearest neighbours, copying, the sample-split distance) and ``attributes``
+(distributions, divergences, preservation, RFair). Reference-side stages are named by what goes in and what comes
+out: ``fid_statistics`` → ``fid_from_statistics``, ``prdc_radii`` → ``prdc(real_radii=...)``,
+``cmmd_reference_term`` → ``cmmd(real_term=...)``. Applying them to a run is ``evolens.analyses``."""
 
 from .attributes import (
     attribute_distribution,
@@ -25,7 +29,6 @@ from .proximity import (
 from .quality import (
     PRDC,
     FeatureStatistics,
-    check_features,
     cmmd,
     cmmd_reference_term,
     density_coverage,
@@ -58,7 +61,6 @@ __all__ = [
     "train_heldout_gap",
     "FeatureStatistics",
     "PRDC",
-    "check_features",
     "cmmd",
     "cmmd_reference_term",
     "density_coverage",
