@@ -12,11 +12,15 @@ returns a result with ``.series(name)``.
 - ``attributes``: attribute shares, divergence from the reference, target success, RFair;
 - ``split``: the biased-generalization split distance between runs on disjoint splits (takes a list of runs);
 - ``projection``: the evolutionary map of every snapshot and the reference data.
+
+``Live`` runs them on every new snapshot while the model trains (``Monitor(analyze=Live(...))`` or
+``evolens watch``), with rules whose alerts reach the training loop.
 """
 
 from ._base import AnalysisResult
 from .attributes import attributes
 from .embedding import RunEmbedding, embedding
+from .live import Live, LiveWorker, watch
 from .projection import Projection, load_projection, projection
 from .proximity import proximity
 from .quality import QUALITY_METRICS, quality
@@ -24,6 +28,8 @@ from .split import SplitAnalysis, group_members, link_runs, split
 
 __all__ = [
     "AnalysisResult",
+    "Live",
+    "LiveWorker",
     "Projection",
     "QUALITY_METRICS",
     "RunEmbedding",
@@ -37,4 +43,5 @@ __all__ = [
     "proximity",
     "quality",
     "split",
+    "watch",
 ]

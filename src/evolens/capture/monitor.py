@@ -32,7 +32,8 @@ import torch
 
 from .._validation import check_step, count_nonfinite, describe, to_numpy
 from ..errors import InputError
-from ..names import resolve_name
+from ..detect.rules import ALERT_PREFIX, check_rules
+from ..store import layout
 from ..store.arrays import file_hash
 from ..store.run import Run, check_reference
 from ..store.writer import RunWriter
@@ -124,6 +125,10 @@ class Monitor:
         on_alert: what a fired rule does besides being recorded: ``"log"`` (nothing more), ``"pause"``
             (``StepResult.should_pause``; rules with ``pause=True`` always pause), or a callable
             ``fn(monitor, alert)`` (the monitor first, as for ``on_snapshot``).
+        analyze: an ``evolens.analyses.Live``: starts the live analysis worker as a separate process that
+            analyses every snapshot; alerts of its rules reach ``step()`` at its next call (one cheap query per
+            step). The training never waits on the worker unless ``Live(max_lag=...)`` says so, and never
+            fails with it: a dead worker becomes a warning event.
     """
 
     def __init__(
@@ -142,6 +147,7 @@ class Monitor:
         on_snapshot: Sequence[Callable[..., Mapping[str, float] | None]] = (),
         rules: Sequence[Any] = (),
         on_alert: str | Callable[..., Any] = "log",
+        analyze: Any = None,
     ) -> None:
         if not callable(sample_fn):
             raise InputError(f"sample_fn: expected a callable sample_fn(probes) -> samples, received {describe(sample_fn)}")
@@ -157,6 +163,11 @@ class Monitor:
             raise InputError(f"rules: expected evolens.detect rules (Threshold, Trend, ...), received {describe(rules)}")
         if not (callable(on_alert) or on_alert in ("log", "pause")):
             raise InputError(f"on_alert: expected 'log', 'pause' or a callable fn(monitor, alert), received {on_alert!r}")
+        if analyze is not None:
+            from ..analyses.live import Live
+
+            if not isinstance(analyze, Live):
+                raise InputError(f"analyze: expected None or an evolens.analyses.Live, received {describe(analyze)}")
         names = [rule.name for rule in rules]
         if len(set(names)) != len(names):
             raise InputError(f"rules: expected distinct rule names, received {names}")
@@ -192,6 +203,12 @@ class Monitor:
                 data={"session_id": self._writer.session_id, "last_captured_step": last},
             )
             logger.info("evolens: resuming run %s at snapshot step %d", self.run_dir, last)
+        self.analyze, self._worker, self._worker_reported = analyze, None, False
+        self._alert_cursor = self._writer.last_event_id()
+        if analyze is not None:
+            from ..analyses.live import start_worker
+
+            self._worker = start_worker(self.run_dir, analyze)
 
     def _check_resume_probes(self) -> None:
         if not self._captured or self._probe_fingerprint is None:
@@ -231,6 +248,10 @@ class Monitor:
             result.capture_seconds, arrays = self._capture(step)
             result.captured = True
             self._after_snapshot(step, arrays, result)
+        if self.analyze is not None:
+            if result.captured and self.analyze.max_lag is not None:
+                self._wait_for_analysis(self.analyze.max_lag)
+            self._collect_live_alerts(step, result)
         return result
 
     def log(self, step: int | None = None, **scalars: float) -> None:
@@ -244,6 +265,30 @@ class Monitor:
                 raise InputError("step: expected a step, since monitor.step() has not been called yet")
             step = self._last_step
         self._log(check_step(step), scalars)
+
+    def analysis_lag(self) -> int:
+        """Snapshots captured but not yet analysed by the live worker (0 without ``analyze``)."""
+        if self.analyze is None:
+            return 0
+        return max(0, len(self._captured) - self._writer.count_analysed("live", self.analyze.context()))
+
+    def wait_for_analysis(self, timeout: float | None = None) -> bool:
+        """Wait until the live worker has analysed every captured snapshot (it ends by itself once the
+        Monitor is closed); True when it has, False on ``timeout`` (seconds) or when there is no worker."""
+        if self._worker is None:
+            return False
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if self._writer.conn is None:  # closed: the worker finishes and exits
+            try:
+                self._worker.wait(timeout)
+            except Exception:
+                return False
+            return self._worker.returncode == 0
+        while self.analysis_lag() > 0:
+            if self._worker.poll() is not None or (deadline is not None and time.monotonic() > deadline):
+                return False
+            time.sleep(0.02)
+        return True
 
     def snapshot(self, step: int) -> bool:
         """Capture a snapshot at ``step`` now, whatever the schedule; False if the step already has one."""
@@ -275,7 +320,8 @@ class Monitor:
         return Run(self.run_dir)
 
     def close(self) -> None:
-        """Release the run (the writer lock and the database). Safe to call twice."""
+        """Release the run (the writer lock and the database). Safe to call twice. A live worker goes on until
+        it has analysed every captured snapshot, then exits (``wait_for_analysis`` waits for it)."""
         if self._reader is not None:
             self._reader.close()
             self._reader = None
@@ -357,26 +403,49 @@ class Monitor:
             return
         if self._reader is None:
             self._reader = Run(self.run_dir)
-        logged = self._reader.scalar_names()  # one query per snapshot, not one per rule
-        for rule in self.rules:
-            if rule.name in self._fired:
-                continue
-            try:
-                metric = resolve_name(rule.metric, logged)
-            except InputError:  # not logged yet (or ambiguous: several encoders; a rule names one of them)
-                continue
-            alert = rule.check(*self._reader.scalars(metric))
-            if alert is None:
-                continue
-            self._fired.add(rule.name)
-            pause = alert.pause or self.on_alert == "pause"
+        for alert in check_rules(self._reader, self.rules, self._fired):
             checkpoint = self._reader.snapshot(step).checkpoint_path
-            self._writer.write_event(f"alert:{rule.name}", alert.message, step=step, level="alert",
+            pause = alert.pause or self.on_alert == "pause"
+            self._writer.write_event(f"{ALERT_PREFIX}{alert.rule}", alert.message, step=step, level="alert",
                                      data={**alert.as_data(), "pause": pause, "checkpoint": checkpoint})
-            result.alerts.append(alert)
-            if callable(self.on_alert):
-                self.on_alert(self, alert)
-            if pause:
-                result.should_pause = True
-                self._writer.write_event("pause", f"training paused at step {step} by {rule.name}", step=step,
-                                         data={"rule": rule.name, "checkpoint": checkpoint})
+            self._act_on_alert(alert, step, result, checkpoint)
+
+    def _act_on_alert(self, alert: Any, step: int, result: StepResult, checkpoint: str | None) -> None:
+        """Report a fired rule in ``result``, call ``on_alert``, and pause when the rule or ``on_alert`` asks."""
+        result.alerts.append(alert)
+        if callable(self.on_alert):
+            self.on_alert(self, alert)
+        if alert.pause or self.on_alert == "pause":
+            result.should_pause = True
+            self._writer.write_event("pause", f"training paused at step {step} by {alert.rule}", step=step,
+                                     data={"rule": alert.rule, "checkpoint": checkpoint, "alert_step": alert.step})
+
+    def _collect_live_alerts(self, step: int, result: StepResult) -> None:
+        """The alerts the live worker wrote since the last call (one indexed query), acted on like the Monitor's
+        own; a dead worker becomes one warning event and the training goes on."""
+        from ..detect.rules import Alert
+
+        rows = self._writer.alert_events_since(self._alert_cursor)
+        for event_id, alert_step, kind, message, data in rows:
+            self._alert_cursor = max(self._alert_cursor, event_id)
+            if data.get("source") != "live":
+                continue
+            alert = Alert(kind[len(ALERT_PREFIX):], int(alert_step), data.get("metric", ""),
+                          float(data.get("value", float("nan"))), message, bool(data.get("pause")))
+            self._act_on_alert(alert, step, result, data.get("checkpoint"))
+        if self._worker is not None and not self._worker_reported and self._worker.poll() not in (None, 0):
+            self._worker_reported = True
+            self._writer.write_event("analysis_worker_died", f"the live analysis worker exited with status "
+                                     f"{self._worker.returncode}; see {layout.ANALYSIS_LOG_NAME}", step=step,
+                                     level="warning", data={"returncode": self._worker.returncode})
+
+    def _wait_for_analysis(self, max_lag: int) -> None:
+        """Wait while the worker is more than ``max_lag`` snapshots behind (it must be alive and have the
+        reference sets it needs), so a verdict never arrives later than the user allows."""
+        context = self.analyze.context()
+        while len(self._captured) - self._writer.count_analysed("live", context) > max_lag:
+            if self._worker is None or self._worker.poll() is not None:
+                return
+            if self.analyze.reference not in self._writer.reference_names():
+                return  # the worker waits for the reference set; waiting for the worker would deadlock
+            time.sleep(0.01)

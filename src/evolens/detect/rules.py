@@ -14,7 +14,9 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["Alert", "Rule", "Threshold", "Trend"]
+__all__ = ["ALERT_PREFIX", "Alert", "Rule", "Threshold", "Trend", "check_rules", "rule_from_dict"]
+
+ALERT_PREFIX = "alert:"  # event kind of a fired rule: alert:<rule name>
 
 
 @dataclass(frozen=True)
@@ -111,3 +113,39 @@ class Trend(Rule):
                          f"{self.metric} went {self.direction} for {self.snapshots} snapshots "
                          f"({window[0]:.4g} -> {window[-1]:.4g}) by step {int(steps[-1])}", self.pause)
         return None
+
+
+def check_rules(run: Any, rules: Any, fired: set[str]) -> list[Alert]:
+    """The alerts of the ``rules`` that hold on the series stored in ``run`` and have not ``fired`` yet (rule
+    names; updated in place). A rule whose metric is not stored yet, or is ambiguous (several encoders computed
+    it; name one in the rule), waits. The Monitor and the live worker both decide this way."""
+    from ..names import resolve_name
+
+    alerts = []
+    logged = None
+    for rule in rules:
+        if rule.name in fired:
+            continue
+        if logged is None:
+            logged = run.scalar_names()  # one query per check, not one per rule
+        try:
+            metric = resolve_name(rule.metric, logged)
+        except InputError:
+            continue
+        alert = rule.check(*run.scalars(metric))
+        if alert is not None:
+            fired.add(rule.name)
+            alerts.append(alert)
+    return alerts
+
+
+def rule_from_dict(spec: dict[str, Any]) -> Rule:
+    """A rule from its JSON form, e.g. ``{"rule": "threshold", "metric": "quality/fid", "above": 80,
+    "pause": true}`` or ``{"rule": "trend", "metric": "quality/fid", "direction": "up", "snapshots": 3}``."""
+    if not isinstance(spec, dict) or spec.get("rule") not in ("threshold", "trend"):
+        raise InputError(f"rule: expected a mapping with 'rule': 'threshold' or 'trend', received {spec!r}")
+    kwargs = {k: v for k, v in spec.items() if k != "rule"}
+    try:
+        return (Threshold if spec["rule"] == "threshold" else Trend)(**kwargs)
+    except TypeError as exc:
+        raise InputError(f"rule: {spec!r} has an unknown parameter ({exc})") from exc

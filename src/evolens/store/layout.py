@@ -7,6 +7,7 @@ and writes runs through ``RunWriter`` and ``Run``. A run directory is self-descr
       runs.sqlite      (+ -wal, -shm)  runs, sessions, snapshots, scalars, events, references, derived arrays
       arrays/ab/<sha256>.npy           content-addressed arrays (samples, probe ids, features, map coordinates, ...)
       writer.lock                      held (flock) by the live capturing process, if any
+      analysis.lock, analysis.log      held (flock) by the live analysis worker, if any; its log
       report.html                      written by ``evolens report`` (optional)
       checkpoints/, thumbnails/        optional, for files that training or the views keep beside the run
 
@@ -34,6 +35,9 @@ from ..errors import NotARunError
 DB_NAME = "runs.sqlite"
 ARRAYS_DIR = "arrays"
 LOCK_NAME = "writer.lock"
+ANALYSIS_LOCK_NAME = "analysis.lock"
+ANALYSIS_LOG_NAME = "analysis.log"
+CAPTURE_END_EVENT = "capture_end"  # written when a capture session closes cleanly
 REPORT_NAME = "report.html"
 CHECKPOINTS_DIR = "checkpoints"
 THUMBNAILS_DIR = "thumbnails"
@@ -160,6 +164,16 @@ def db_path(run_dir: Path) -> Path:
 def lock_path(run_dir: Path) -> Path:
     """The file a capturing process holds an exclusive ``flock`` on."""
     return Path(run_dir) / LOCK_NAME
+
+
+def analysis_lock_path(run_dir: Path) -> Path:
+    """The file a live analysis worker holds an exclusive ``flock`` on (one worker per run)."""
+    return Path(run_dir) / ANALYSIS_LOCK_NAME
+
+
+def analysis_log_path(run_dir: Path) -> Path:
+    """Where a live analysis worker started by a Monitor writes its log (stderr)."""
+    return Path(run_dir) / ANALYSIS_LOG_NAME
 
 
 def report_path(run_dir: Path) -> Path:

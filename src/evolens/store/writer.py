@@ -249,6 +249,27 @@ class RunWriter:
         row = self.conn.execute("SELECT extra FROM snapshots ORDER BY step DESC LIMIT 1").fetchone()
         return json.loads(row[0]) if row else {}
 
+    def reference_names(self) -> list[str]:
+        """Names of the stored reference sets."""
+        return [r[0] for r in self.conn.execute("SELECT name FROM refs ORDER BY name")]
+
+    def last_event_id(self) -> int:
+        """The id of the newest event (0 before the first)."""
+        return int(self.conn.execute("SELECT IFNULL(MAX(id), 0) FROM events").fetchone()[0])
+
+    def alert_events_since(self, event_id: int) -> list[tuple[int, int | None, str, str, dict]]:
+        """``(id, step, kind, message, data)`` of the alert events newer than ``event_id``: one indexed query,
+        cheap enough for every training step."""
+        rows = self.conn.execute("SELECT id, step, kind, message, data FROM events WHERE id > ? AND level = 'alert'"
+                                 " ORDER BY id", (event_id,)).fetchall()
+        return [(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows]
+
+    def count_analysed(self, analysis: str, context: Mapping[str, Any]) -> int:
+        """How many snapshots ``analysis`` has done in ``context`` (the live worker's progress)."""
+        row = self.conn.execute("SELECT COUNT(*) FROM analysis_steps WHERE analysis = ? AND context = ?",
+                                (analysis, layout.canonical_json(dict(context)))).fetchone()
+        return int(row[0])
+
     def event_kinds(self, prefix: str = "") -> set[str]:
         """Kinds of the events already in the run that start with ``prefix``."""
         rows = self.conn.execute("SELECT DISTINCT kind FROM events WHERE substr(kind, 1, ?) = ?", (len(prefix), prefix))
@@ -448,8 +469,14 @@ class RunWriter:
         return cursor.rowcount == 1
 
     def close(self) -> None:
-        """Close the database and release the writer lock. Safe to call twice."""
+        """Close the database and release the writer lock. Safe to call twice. A capture session records its
+        end (a ``capture_end`` event), so live analysis knows no more snapshots will come from it."""
         if self.conn is not None:
+            if self.kind == "capture" and getattr(self, "session_id", None) is not None:
+                try:
+                    self.write_event(layout.CAPTURE_END_EVENT, f"capture session {self.session_id} ended")
+                except Exception:  # closing must never fail (a full disk, a read-only remount)
+                    pass
             self.conn.close()
             self.conn = None
         if self._lock_handle is not None:
