@@ -6,6 +6,7 @@
     evolens embed RUN         embed a run's snapshots and references (cached)
     evolens analyze RUN       quality metrics per snapshot (overall and per class), stored in the run
     evolens proximity RUN     memorisation metrics per snapshot (copy rate, NN distance train vs held-out)
+    evolens watch RUN|DIR     analyse every new snapshot live (quality, proximity, the map, rules)
     evolens experiment NAME   run a paper reproduction (biased-generalization, attribute-bias, ple-loops,
                               ple-gmm, ple-fairness)
     evolens report RUN        one self-contained HTML file (offline): metrics, alerts, projection, samples
@@ -161,6 +162,29 @@ def _print_result(result) -> None:
             print(f"skipped {key}: {reason}")
 
 
+def cmd_watch(args: argparse.Namespace) -> int:
+    import json
+
+    from .analyses.live import Live, watch
+    from .detect import rule_from_dict
+    from .errors import InputError
+
+    rules = []
+    if args.rules:
+        try:
+            specs = json.loads(Path(args.rules).read_text())
+        except (OSError, ValueError) as exc:
+            raise InputError(f"--rules: expected a JSON file with a list of rules, received {args.rules!r} ({exc})")
+        if not isinstance(specs, list):
+            raise InputError(f"--rules: expected a JSON list of rules, received {type(specs).__name__}")
+        rules = [rule_from_dict(spec) for spec in specs]
+    live = Live(encoder=args.encoder, reference=args.reference, analyses=tuple(args.analyses.split(",")),
+                heldout=args.heldout, classifier=args.classifier, rules=rules, device=args.device)
+    counts = watch(args.path, live, follow=args.follow, progress=not args.quiet)
+    print(f"analysed {sum(counts.values())} snapshots in {len(counts)} run(s)")
+    return 0
+
+
 def cmd_experiment(args: argparse.Namespace) -> int:
     from .experiments import run_experiment
 
@@ -233,6 +257,21 @@ def build_parser() -> argparse.ArgumentParser:
                         "pixels", cmd_analysis)
     p.add_argument("--reference", default="train")
     p.add_argument("--heldout", default="heldout", help="held-out reference set (skipped when absent)")
+
+    p = sub.add_parser("watch", help="analyse every new snapshot of a run (or of every run below a folder) live")
+    p.add_argument("path", help="a run directory, or a folder of runs (runs that appear later are followed too)")
+    p.add_argument("--encoder", default="efficientnet-lite0")
+    p.add_argument("--reference", default="train")
+    p.add_argument("--heldout", default="heldout", help="held-out reference set for proximity (skipped if absent)")
+    p.add_argument("--analyses", default="quality,proximity,map",
+                   help="comma-separated subset of quality,proximity,attributes,map")
+    p.add_argument("--classifier", default=None, help="encoder with classify() for the attributes analysis")
+    p.add_argument("--rules", default=None, help='JSON file: [{"rule": "threshold", "metric": "quality/fid", '
+                   '"above": 80, "pause": true}, ...]')
+    p.add_argument("--device", default=None)
+    p.add_argument("--follow", action="store_true", help="keep following after the captures end")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_watch)
 
     p = sub.add_parser("experiment", help="run a paper reproduction (e.g. biased-generalization)")
     p.add_argument("name", choices=list(__import__("evolens.experiments", fromlist=["EXPERIMENTS"]).EXPERIMENTS))

@@ -223,3 +223,25 @@ def test_one_worker_per_run_and_bad_configuration(tmp_path):
         Live(max_lag=-1)
     with pytest.raises(InputError, match="analyze: expected None or an evolens.analyses.Live"):
         evolens.Monitor(tmp_path / "m", lambda p: p.noise, analyze="quality")
+
+
+def test_evolens_watch_command(tmp_path, capsys):
+    import json
+
+    from evolens.cli import main
+
+    run_dir = _finished_run(tmp_path / "runs", n_steps=4)
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps([{"rule": "threshold", "metric": "quality/fid", "below": 1e9}]))
+    assert main(["watch", str(tmp_path / "runs"), "--encoder", "pixels", "--analyses", "quality",
+                 "--rules", str(rules), "--quiet"]) == 0
+    assert "analysed 4 snapshots in 1 run(s)" in capsys.readouterr().out
+    with evolens.open_run(run_dir) as run:
+        assert any(n.startswith("quality/fid@pixels") for n in run.scalar_names())
+        assert [e.step for e in run.events(level="alert")] == [0]  # the rule fired on the first snapshot
+    # run again: nothing left to do
+    assert main(["watch", str(run_dir), "--encoder", "pixels", "--analyses", "quality", "--quiet"]) == 0
+    assert "analysed 0 snapshots" in capsys.readouterr().out
+    rules.write_text("{}")
+    assert main(["watch", str(run_dir), "--rules", str(rules)]) == 2
+    assert "--rules: expected a JSON list" in capsys.readouterr().err

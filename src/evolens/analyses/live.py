@@ -236,8 +236,11 @@ class LiveWorker:
         model, meta = self._map["model"], self._map["meta"]
         coords = model.extend(features, run.probe_ids(step)).astype(np.float32)
         k = 10
-        if features.shape[0] > 2 * k + 1 and knn_recall(features, coords, k) < 0.5 * self._map["recall"]:
-            self._fit_map(run, done, encoder)  # the fixed map no longer keeps this snapshot's neighbourhoods
+        # Refit when the fixed map no longer keeps this snapshot's neighbourhoods — at most each time the number
+        # of snapshots has doubled since the last fit, so refitting costs O(n log n) over a run, not O(n²).
+        if (features.shape[0] > 2 * k + 1 and len(done) >= 2 * self._map["fitted_on"]
+                and knn_recall(features, coords, k) < 0.5 * self._map["recall"]):
+            self._fit_map(run, done, encoder)
             return
         run.add_derived(PROJECTION_COORDS, coords, encoder_id=meta["encoder_id"], source=meta["projection_id"],
                         step=step)
@@ -258,7 +261,7 @@ class LiveWorker:
                             max_reference=self.live.map_max_reference, progress=False, **params)
         meta = next(m for m in reversed(stored_projections(run)) if m["projection_id"] == fitted.projection_id)
         self._map = {"model": load_projection_model(run, fitted.projection_id), "meta": meta,
-                     "recall": fitted.scores.get("knn_recall", 0.0)}
+                     "recall": fitted.scores.get("knn_recall", 0.0), "fitted_on": len(steps)}
 
     # -- the loop --------------------------------------------------------------------------------------
     def run(self, *, follow: bool = False, timeout: float | None = None) -> int:

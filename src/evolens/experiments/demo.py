@@ -12,6 +12,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -66,6 +67,7 @@ def train_demo(
     progress: bool = True,
     max_steps: int | None = None,
     checkpoint_every: int = 250,
+    analyze: Any = None,
 ) -> DemoResult:
     """Train the conditional VAE on MNIST-5k, monitored into ``run_dir`` (None: no monitoring, for benchmarks).
 
@@ -76,10 +78,16 @@ def train_demo(
         n_probes: fixed probes, cycled over the 10 digit classes.
         max_steps: stop early after this many steps (tests).
         checkpoint_every: save and reference a checkpoint at snapshots whose step is a multiple of this.
+        analyze: an ``evolens.analyses.Live`` to analyse every snapshot while training (None: no live analysis);
+            the function returns once the worker has analysed every snapshot.
     """
     from tqdm.auto import tqdm
 
     device = torch.device(device) if device is not None else default_device()
+    if analyze is not None and device.type == "cpu" and len(os.sched_getaffinity(0)) <= 2:
+        # Two cores: the training keeps one and the live worker gets the other. Two training threads would
+        # spin-wait whenever the worker runs (16x slower measured here), so the training takes one thread.
+        torch.set_num_threads(1)
     torch.manual_seed(seed)
     train, heldout = mnist("train", seed=seed), mnist("heldout", seed=seed)
     x_train = torch.from_numpy(np.ascontiguousarray(train.images)).to(device)
@@ -108,7 +116,7 @@ def train_demo(
 
         config = {"model": "ConditionalVAE", "data": train.source, "epochs": epochs, "batch_size": batch_size,
                   "lr": lr, "seed": seed, "device": str(device)}
-        monitor = Monitor(run_dir, sample_fn, every=every, probes=probes.to(device), model=model,
+        monitor = Monitor(run_dir, sample_fn, every=every, probes=probes.to(device), model=model, analyze=analyze,
                           checkpoint=checkpoint, config=config)
         monitor.add_reference("train", train.images, train.labels, meta={"source": train.source, "split": "train"})
         monitor.add_reference("heldout", heldout.images, heldout.labels, meta={"source": heldout.source, "split": "heldout"})
@@ -149,8 +157,13 @@ def train_demo(
         bar.close()
         if monitor is not None:
             snapshots = len(monitor.captured_steps)
+            lag = monitor.analysis_lag()
             monitor.close()
     seconds = time.perf_counter() - start
+    if analyze is not None and monitor is not None:
+        if progress:
+            print(f"\ntraining done; the live analysis is {lag} snapshot(s) behind, waiting for it ...", flush=True)
+        monitor.wait_for_analysis()
     if monitor is not None:
         _write_grids(Path(run_dir))
     return DemoResult(Path(run_dir) if run_dir is not None else None, step, seconds, loss_value, held,
@@ -172,20 +185,31 @@ def _write_grids(run_dir: Path) -> list[str]:
 
 
 def run_demo(out: str | os.PathLike = "runs/demo", *, epochs: int = 30, every: int = 25, seed: int = 0,
-             device: str | None = None, progress: bool = True, analyze: bool = True) -> Path:
-    """Train the demo model into a new run under ``out``, analyse it (quality with digits-cnn, proximity, the
-    map) and write its report; prints what it found and returns the run directory."""
+             device: str | None = None, progress: bool = True, analyze: bool = True, live: bool = True) -> Path:
+    """Train the demo model into a new run under ``out`` — with live analysis (digits-cnn: quality, proximity,
+    the map, a rule on FID) unless ``live`` is False —, then print the analyses (computed after training when
+    they were not live) and write the report; returns the run directory."""
     import datetime as dt
 
     from .. import analyses
+    from ..detect import Trend
     from ..views.report import write_report
 
     run_dir = Path(out) / f"cvae-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}"
-    result = train_demo(run_dir, epochs=epochs, every=every, seed=seed, device=device, progress=progress)
+    monitoring = None
+    if live and analyze:
+        # The rule watches for FID rising three snapshots in a row (it should stay quiet on this model).
+        monitoring = analyses.Live(encoder="digits-cnn", analyses=("quality", "proximity", "map"), device=device,
+                                   rules=[Trend("quality/fid", direction="up", snapshots=3, min_change=20.0,
+                                                min_step=4 * every)])
+        print(f"live analysis on: watch it with `evolens serve {Path(out)}` while it trains")
+    result = train_demo(run_dir, epochs=epochs, every=every, seed=seed, device=device, progress=progress,
+                        analyze=monitoring)
     print(f"\ntrained {result.steps} steps in {result.seconds:.1f} s: train loss {result.train_loss:.2f}, "
           f"held-out loss {result.heldout_loss:.2f} nats/image; {result.snapshots} snapshots")
     if analyze:
-        print("\nanalysing every snapshot with digits-cnn features (trained once on first use, then cached) ...")
+        print("\nquality of every snapshot with digits-cnn features" + (" (computed live, read back)" if monitoring
+              else " (trained once on first use, then cached) ..."))
         quality = analyses.quality(run_dir, encoder="digits-cnn", progress=progress)
         steps, fids = quality.series("quality/fid")
         _, precision = quality.series("quality/precision")
@@ -208,8 +232,11 @@ def run_demo(out: str | os.PathLike = "runs/demo", *, epochs: int = 30, every: i
         _, to_heldout = proximity.series("proximity/nn_distance_heldout")
         print(f"memorisation at the end: copy rate {copies[-1]:.2f}; median distance to the nearest training digit "
               f"{to_train[-1]:.2f}, to the nearest held-out digit {to_heldout[-1]:.2f} (digits-cnn features)")
-        print("\nfitting the evolutionary map of all snapshots (digits-cnn features, reference digits in grey) ...")
-        projection = analyses.projection(run_dir, encoder="digits-cnn", max_reference=1000, progress=progress)
+        if monitoring is not None:
+            projection = analyses.load_projection(run_dir)  # the map the live worker grew
+        else:
+            print("\nfitting the evolutionary map of all snapshots (digits-cnn features, reference digits in grey) ...")
+            projection = analyses.projection(run_dir, encoder="digits-cnn", max_reference=1000, progress=progress)
         print("map quality: " + ", ".join(f"{k} {v:.3f}" for k, v in projection.scores.items()))
     report = write_report(run_dir, report_path(run_dir))
     print(f"sample grids: {run_dir / 'report'}")
@@ -231,8 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.add_argument("--no-analysis", action="store_true", help="skip the analyses after training")
+    parser.add_argument("--no-analysis", action="store_true", help="no analyses at all (only the report)")
+    parser.add_argument("--no-live", action="store_true", help="analyse after training instead of while training")
     args = parser.parse_args(argv)
     run_demo(args.out, epochs=args.epochs, every=args.every, seed=args.seed, device=args.device,
-             progress=not args.quiet, analyze=not args.no_analysis)
+             progress=not args.quiet, analyze=not args.no_analysis, live=not args.no_live)
     return 0

@@ -289,6 +289,11 @@ class Run:
             raise InputError(f"name: no reference {name!r} in run {self.name!r}; known: {self.reference_names()}")
         return row[0]
 
+    def analysed_steps_any(self, analysis: str) -> set[int]:
+        """Steps that ``analysis`` has processed in any context."""
+        return {r[0] for r in self._conn.execute("SELECT DISTINCT step FROM analysis_steps WHERE analysis = ?",
+                                                 (analysis,))}
+
     def analysed_steps(self, analysis: str, context: Mapping[str, Any]) -> set[int]:
         """Steps that ``analysis`` has already processed with this ``context`` (encoder, reference, params)."""
         rows = self._conn.execute("SELECT step FROM analysis_steps WHERE analysis = ? AND context = ?",

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..store import layout
 from ..store.run import Run
 from .grid import images_to_grid, png_bytes
 
@@ -59,6 +60,8 @@ def run_summary(run: Run) -> dict[str, Any]:
     snapshots = run.snapshots()
     steps = [s.step for s in snapshots]
     events = run.events()
+    live_done = run.analysed_steps_any("live") & set(steps)
+    live_running = layout.analysis_lock_path(run.path).exists()
     return {
         "name": run.name,
         "path": str(run.path),
@@ -75,6 +78,10 @@ def run_summary(run: Run) -> dict[str, Any]:
         "n_events": len(events),
         "n_alerts": sum(e.level in ("alert", "warning") for e in events),
         "has_projection": any(e.kind == "projection" for e in events),
+        "projection_steps": next((len(e.data.get("steps", [])) for e in reversed(events) if e.kind == "projection"),
+                                 0),
+        # snapshots the live worker has not analysed yet (None when no live analysis ever ran on the run)
+        "analysis_lag": None if not live_done and not live_running else len(steps) - len(live_done),
     }
 
 

@@ -178,11 +178,14 @@ async function refresh(full) {
   setSlider("samples-slider", steps.length, state.followSamples);
   // the map first (the view people wait for), the samples alongside it
   const samplesShown = showSamples();
-  if (full || (summary.has_projection && !state.projection)) await loadProjection();
+  // the live worker grows the map snapshot by snapshot: reload it when it has more steps
+  if (full || (summary.has_projection && (!state.projection || summary.projection_steps !== state.projection.steps.length)))
+    await loadProjection();
   else if (state.projection && state.followProjection) { setSlider("projection-slider", state.projection.steps.length, true); }
   await samplesShown;
   if (id !== state.run) return;
-  setStatus(`${summary.n_snapshots} snapshots · last step ${summary.last_step} · updated ${new Date().toLocaleTimeString()}`);
+  const lag = summary.analysis_lag === null ? "" : ` · live analysis ${summary.analysis_lag ? summary.analysis_lag + " behind" : "up to date"}`;
+  setStatus(`${summary.n_snapshots} snapshots · last step ${summary.last_step}${lag} · updated ${new Date().toLocaleTimeString()}`);
 }
 
 document.getElementById("run-select").addEventListener("change", e => selectRun(e.target.value));
