@@ -188,6 +188,59 @@ def test_dashboard_follows_a_run_while_it_is_written(browser, serve, tmp_path):
     assert p.errors == [], p.errors
 
 
+LIVE_TRAINER = r"""
+import sys, time
+import numpy as np, torch
+import evolens
+from evolens.analyses import Live
+from evolens.data import digits
+data = digits("train")
+live = Live(encoder="pixels", analyses=("quality", "map"), metrics=("fid", "vendi"), map_after=2,
+            map_params={"n_iter": 60})
+rng = np.random.default_rng(0)
+noise = rng.random((40, 1, 8, 8)).astype(np.float32)
+state = {"t": 0.0}
+monitor = evolens.Monitor(sys.argv[1], lambda p: torch.from_numpy(state["t"] * data.images[:40] + (1 - state["t"]) * noise),
+                          every=1, analyze=live, probes=evolens.Probes.from_noise(40, 2, num_classes=10))
+monitor.add_reference("train", data.images[:200], data.labels[:200])
+for step in range(int(sys.argv[2])):
+    state["t"] = step / 20
+    monitor.step(step, loss=1.0 / (step + 1))
+    time.sleep(0.4)
+monitor.close()
+"""
+
+
+def test_dashboard_shows_live_analysis_while_a_run_trains(browser, serve, tmp_path):
+    """A model trains with live analysis in another process; the dashboard shows the quality curve (named with
+    its encoder) and the map gaining snapshots while it trains."""
+    import subprocess
+    import sys
+
+    root = tmp_path / "live-analysis"
+    trainer = subprocess.Popen([sys.executable, "-c", LIVE_TRAINER, str(root / "run"), "20"])
+    try:
+        while not (root / "run" / "runs.sqlite").exists():
+            time.sleep(0.1)
+        url = serve(root)
+        p = Page(browser, (url,))
+        p.page.goto(url)
+        p.page.wait_for_function("() => document.getElementById('metric-quality') && "
+                                 "document.getElementById('metric-quality')._fullData.length > 0", timeout=60_000)
+        names = p.page.evaluate("() => document.getElementById('metric-quality')._fullData.map(t => t.name)")
+        assert any(n.startswith("quality/fid@pixels") for n in names), names
+        p.page.wait_for_function("() => window.__evolens.projection && window.__evolens.projection.steps.length >= 2",
+                                 timeout=60_000)
+        first = p.page.evaluate("() => window.__evolens.projection.steps.length")
+        p.page.wait_for_function(f"() => window.__evolens.projection.steps.length > {first}", timeout=60_000)
+        assert trainer.poll() is None  # all of this while the model was still training
+        assert "live analysis" in p.page.inner_text("#status")
+        p.shot("dashboard-live-analysis.png")
+        assert p.errors == [], p.errors
+    finally:
+        trainer.wait(timeout=120)
+
+
 def test_dashboard_with_100_snapshots_of_5000_points(browser, serve, tmp_path):
     """Responsiveness target: projection payload < 1 MB per snapshot (asserted in the API tests too) and the
     first render time, reported in tests/artifacts/timings.json (not asserted)."""

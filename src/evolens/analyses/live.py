@@ -136,6 +136,7 @@ class LiveWorker:
         self._map: dict[str, Any] | None = None
         self._failed: set[int] = set()
         self._lock = None
+        self._run: Run | None = None  # kept open: one analysis session per worker, not one per poll
 
     # -- one worker per run ----------------------------------------------------------------------------
     def acquire(self) -> None:
@@ -151,6 +152,9 @@ class LiveWorker:
         self._lock = handle
 
     def release(self) -> None:
+        if self._run is not None:
+            self._run.close()
+            self._run = None
         if self._lock is not None:
             self._lock.close()
             self._lock = None
@@ -174,27 +178,29 @@ class LiveWorker:
     def poll(self) -> int:
         """Analyse every pending snapshot; return how many were done. Waits (returns 0) while the reference
         sets the analyses need are not stored yet."""
-        with open_run(self.run_dir) as run:
-            todo = self.pending(run)
-            if not todo:
-                return 0
-            needed = [self.live.reference] if {"quality", "proximity", "map"} & set(self.live.analyses) else []
-            if any(name not in run.reference_names() for name in needed):
-                return 0
-            if self._fired is None:
-                self._fired = {e.kind[len(ALERT_PREFIX):] for e in run.events() if e.kind.startswith(ALERT_PREFIX)}
-            for step in todo:
-                try:
-                    self._analyse(run, step)
-                except Exception as exc:  # one bad snapshot must not stop the worker (nor the training)
-                    self._failed.add(step)
-                    logger.exception("evolens live: snapshot %d of %s failed", step, self.run_dir)
-                    run.add_event("analysis_error", f"live analysis of step {step} failed: {exc!r}", step=step,
-                                  level="error", data={"traceback": traceback.format_exc(limit=8)})
-                    # marked done all the same: the error is on the timeline, and a Monitor waiting on the
-                    # worker's lag must not wait for a snapshot that will never be analysed
-                    run.add_analysis_step("live", self.context, step, {})
-            return len(todo)
+        if self._run is None:
+            self._run = open_run(self.run_dir)
+        run = self._run
+        todo = self.pending(run)
+        if not todo:
+            return 0
+        needed = [self.live.reference] if {"quality", "proximity", "map"} & set(self.live.analyses) else []
+        if any(name not in run.reference_names() for name in needed):
+            return 0
+        if self._fired is None:
+            self._fired = {e.kind[len(ALERT_PREFIX):] for e in run.events() if e.kind.startswith(ALERT_PREFIX)}
+        for step in todo:
+            try:
+                self._analyse(run, step)
+            except Exception as exc:  # one bad snapshot must not stop the worker (nor the training)
+                self._failed.add(step)
+                logger.exception("evolens live: snapshot %d of %s failed", step, self.run_dir)
+                run.add_event("analysis_error", f"live analysis of step {step} failed: {exc!r}", step=step,
+                              level="error", data={"traceback": traceback.format_exc(limit=8)})
+                # marked done all the same: the error is on the timeline, and a Monitor waiting on the
+                # worker's lag must not wait for a snapshot that will never be analysed
+                run.add_analysis_step("live", self.context, step, {})
+        return len(todo)
 
     def _analyse(self, run: Run, step: int) -> None:
         from . import attributes, proximity, quality
@@ -275,10 +281,8 @@ class LiveWorker:
                 total += done
                 if done:
                     continue
-                if not follow:
-                    with open_run(self.run_dir) as run:
-                        if not capture_running(run) and not self.pending(run):
-                            return total
+                if not follow and not capture_running(self._run) and not self.pending(self._run):
+                    return total
                 if timeout is not None and time.monotonic() - start > timeout:
                     return total
                 time.sleep(self.live.poll_seconds)
@@ -337,9 +341,9 @@ def watch(path: str | os.PathLike, live: Live, *, follow: bool = False, progress
                 continue
             if not follow and workers:
                 finished = True
-                for run_dir, worker in workers.items():
-                    with open_run(run_dir) as run:
-                        finished &= not capture_running(run) and not worker.pending(run)
+                for worker in workers.values():
+                    finished &= worker._run is not None and not capture_running(worker._run) \
+                        and not worker.pending(worker._run)
                 if finished:
                     return counts
             time.sleep(live.poll_seconds)

@@ -142,6 +142,7 @@ async function loadProjection() {
   state.projection = state.summary.has_projection ? await api(`/api/runs/${state.run}/projection`) : null;
   const plot = document.getElementById("projection-plot");
   if (!state.projection) { plot.innerHTML = '<p class="muted">No projection stored in this run yet.</p>'; return; }
+  plot.querySelectorAll("p.muted").forEach(e => e.remove());  // the map arrived (live analysis grows it)
   setSlider("projection-slider", state.projection.steps.length, true);
   await showProjection();
 }
