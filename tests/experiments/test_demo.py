@@ -2,6 +2,7 @@ import pytest
 import numpy as np
 
 import evolens
+from evolens import analyses
 from evolens.experiments.demo import train_demo
 from evolens.experiments.models import ConditionalVAE, vae_loss
 
@@ -51,4 +52,6 @@ def test_the_demo_command_trains_analyses_and_reports(tmp_path, capsys):
         names = run.scalar_names()
         assert any(n.startswith("quality/fid@digits-cnn@") for n in names)
         assert any(n.startswith("proximity/copy_rate@digits-cnn@") for n in names)
-        assert [e.kind for e in run.events(kind="projection")] == ["projection"]
+        # the live worker fitted the map on the first snapshots and extended it with every later one
+        assert analyses.load_projection(run).steps == run.steps().tolist()
+        assert run.analysed_steps_any("live") == set(run.steps().tolist())

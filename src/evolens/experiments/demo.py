@@ -84,6 +84,7 @@ def train_demo(
     from tqdm.auto import tqdm
 
     device = torch.device(device) if device is not None else default_device()
+    threads = torch.get_num_threads()
     if analyze is not None and device.type == "cpu" and len(os.sched_getaffinity(0)) <= 2:
         # Two cores: the training keeps one and the live worker gets the other. Two training threads would
         # spin-wait whenever the worker runs (16x slower measured here), so the training takes one thread.
@@ -155,6 +156,7 @@ def train_demo(
             monitor.snapshot(step - 1)  # always end with the final model
     finally:
         bar.close()
+        torch.set_num_threads(threads)
         if monitor is not None:
             snapshots = len(monitor.captured_steps)
             lag = monitor.analysis_lag()
