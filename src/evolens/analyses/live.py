@@ -61,6 +61,7 @@ class Live:
         map_after: snapshots analysed before the map is first fitted.
         map_max_reference: reference points drawn on the map.
         device, threads, niceness: the worker's torch device, torch threads and scheduling priority.
+        cpus: CPU cores the worker runs on (Linux ``sched_setaffinity``), e.g. the core the training does not use.
         poll_seconds: how often an idle worker looks for new snapshots.
     """
 
@@ -80,6 +81,7 @@ class Live:
     niceness: int = 10
     poll_seconds: float = 0.2
     map_params: dict[str, Any] = field(default_factory=dict)
+    cpus: Sequence[int] | None = None
 
     def __post_init__(self) -> None:
         self.analyses = tuple(self.analyses)
@@ -361,6 +363,8 @@ def _main(argv: list[str]) -> int:
         os.nice(live.niceness)
     except OSError:  # pragma: no cover - not permitted: run at normal priority
         pass
+    if live.cpus is not None and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, set(live.cpus))
     import torch
 
     torch.set_num_threads(live.threads)
