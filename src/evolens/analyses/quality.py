@@ -10,6 +10,7 @@ statistics, k-NN radii) are computed once and stored in the run; a second call c
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import numpy as np
@@ -18,7 +19,7 @@ from .. import names as N
 from ..encoders import Encoder, get_encoder
 from ..errors import InputError
 from ..metrics import quality as Q
-from ..store.derived import FID_STATISTICS, PRDC_RADII
+from ..store.derived import CMMD_REFERENCE_TERM, FID_STATISTICS, PRDC_RADII
 from ..store.run import Run, opened
 from ._base import AnalysisResult, check_reference_name, choose_steps, per_snapshot
 from .embedding import embedding
@@ -30,20 +31,18 @@ PRECISION_RECALL_K = 3  # Kynkäänniemi et al. 2019
 DENSITY_COVERAGE_K = 5  # Naeem et al. 2020
 
 
+@dataclass
 class _ReferenceSide:
     """Everything that depends only on the reference features of one group (all, or one class)."""
 
-    def __init__(self, features: np.ndarray, metrics: Sequence[str], stats: Q.FeatureStatistics | None = None,
-                 radii: dict[int, np.ndarray] | None = None) -> None:
-        self.features = features
-        self.n = features.shape[0]
-        self.stats = stats
-        if "fid" in metrics and stats is None and self.n >= 2:
-            self.stats = Q.FeatureStatistics().update(features)
-        self.radii = dict(radii or {})
-        if "prdc" in metrics and radii is None:
-            self.radii = {k: Q.prdc_radii(features, k) for k in (PRECISION_RECALL_K, DENSITY_COVERAGE_K) if self.n > k}
-        self.cmmd_term = Q.cmmd_reference_term(features) if "cmmd" in metrics else None
+    features: np.ndarray
+    stats: Q.FeatureStatistics | None = None
+    radii: dict[int, np.ndarray] = field(default_factory=dict)
+    cmmd_term: float | None = None
+
+    @property
+    def n(self) -> int:
+        return self.features.shape[0]
 
 
 def _metrics_for(ref: _ReferenceSide, fake: np.ndarray, metrics: Sequence[str]) -> dict[str, float]:
@@ -75,28 +74,33 @@ def _metrics_for(ref: _ReferenceSide, fake: np.ndarray, metrics: Sequence[str]) 
 
 
 def _stored_reference_side(run: Run, reference: str, encoder_id: str, features: np.ndarray,
-                           metrics: Sequence[str]) -> _ReferenceSide:
-    """The overall reference side, with FID statistics and k-NN radii read from the run or computed and stored."""
-    source = run.reference_hash(reference)
+                           metrics: Sequence[str], cls: Any = None) -> _ReferenceSide:
+    """The reference side of all reference items (``cls`` None) or of one class, with its FID statistics, k-NN
+    radii and CMMD term read from the run, or computed once and stored there (a live worker calls this for
+    every snapshot)."""
+    key = {"encoder_id": encoder_id, "source": run.reference_hash(reference)}
+    group = {} if cls is None else {"class": cls}
+    meta = {"reference": reference, **group}
+
+    def stored(kind: str, compute, **params):
+        value = run.derived(kind, params={**group, **params}, **key)
+        if value is None:
+            value = compute()
+            run.add_derived(kind, value, params={**group, **params}, meta=meta, **key)
+        return value
+
+    n = features.shape[0]
     stats = radii = None
-    if "fid" in metrics and features.shape[0] >= 2:
-        state = run.derived(FID_STATISTICS, encoder_id=encoder_id, source=source)
-        if state is None:
-            state = Q.FeatureStatistics().update(features).state()
-            run.add_derived(FID_STATISTICS, state, encoder_id=encoder_id, source=source, meta={"reference": reference})
-        stats = Q.FeatureStatistics.from_state(state)
+    if "fid" in metrics and n >= 2:
+        stats = Q.FeatureStatistics.from_state(
+            stored(FID_STATISTICS, lambda: Q.FeatureStatistics().update(features).state()))
     if "prdc" in metrics:
-        radii = {}
-        for k in (PRECISION_RECALL_K, DENSITY_COVERAGE_K):
-            if features.shape[0] <= k:
-                continue
-            stored = run.derived(PRDC_RADII, encoder_id=encoder_id, source=source, params={"k": k})
-            if stored is None:
-                stored = Q.prdc_radii(features, k)
-                run.add_derived(PRDC_RADII, stored, encoder_id=encoder_id, source=source, params={"k": k},
-                                meta={"reference": reference})
-            radii[k] = stored
-    return _ReferenceSide(features, metrics, stats, radii)
+        radii = {k: stored(PRDC_RADII, lambda k=k: Q.prdc_radii(features, k), k=k)
+                 for k in (PRECISION_RECALL_K, DENSITY_COVERAGE_K) if n > k}
+    cmmd_term = None
+    if "cmmd" in metrics and n >= 2:
+        cmmd_term = float(stored(CMMD_REFERENCE_TERM, lambda: np.array([Q.cmmd_reference_term(features)]))[0])
+    return _ReferenceSide(features, stats, radii or {}, cmmd_term)
 
 
 def quality(
@@ -149,7 +153,9 @@ def quality(
             if by == "label" and ref_labels is None:
                 result.skipped["by=label"] = f"reference {reference!r} has no labels"
             elif ref_labels is not None:
-                per_class = {label.item(): _ReferenceSide(ref_features[ref_labels == label], metrics)
+                per_class = {label.item(): _stored_reference_side(run, reference, encoder.id,
+                                                                  ref_features[ref_labels == label], metrics,
+                                                                  cls=label.item())
                              for label in np.unique(ref_labels)}
 
             def compute(step: int) -> dict[str, float]:

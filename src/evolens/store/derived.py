@@ -10,11 +10,14 @@ kind                              array                                       so
 ``features``                      (n, d) float32 embedding of an image array  content hash of the images      --
 ``fid-statistics``                FID mean and covariance, packed (``FeatureStatistics.state()``)  reference images hash  --
 ``prdc-radii``                    (n,) squared k-NN radii (params: ``k``)     reference images hash           --
+``cmmd-reference-term``           (1,) mean RBF kernel of the reference       reference images hash           --
 ``projection-coords``             (n, 2) map coordinates of one snapshot      projection id                   step
 ``projection-reference-coords``   (m, 2) map coordinates of reference points  projection id                   --
 ``projection-reference-labels``   (m,) labels of those reference points       projection id                   --
 ``projection-model``              the fitted map, serialised (uint8 bytes)    projection id                   --
 ================================  ==========================================  ==============================  ======
+
+Per-class reference quantities carry ``{"class": c}`` in their parameters.
 """
 
 from __future__ import annotations
@@ -24,12 +27,13 @@ from ..errors import InputError
 FEATURES = "features"
 FID_STATISTICS = "fid-statistics"
 PRDC_RADII = "prdc-radii"
+CMMD_REFERENCE_TERM = "cmmd-reference-term"
 PROJECTION_COORDS = "projection-coords"
 PROJECTION_REFERENCE_COORDS = "projection-reference-coords"
 PROJECTION_REFERENCE_LABELS = "projection-reference-labels"
 PROJECTION_MODEL = "projection-model"
 
-DERIVED_KINDS = (FEATURES, FID_STATISTICS, PRDC_RADII, PROJECTION_COORDS, PROJECTION_REFERENCE_COORDS,
+DERIVED_KINDS = (FEATURES, FID_STATISTICS, PRDC_RADII, CMMD_REFERENCE_TERM, PROJECTION_COORDS, PROJECTION_REFERENCE_COORDS,
                  PROJECTION_REFERENCE_LABELS, PROJECTION_MODEL)
 
 
