@@ -28,7 +28,6 @@ from typing import Sequence
 
 import numpy as np
 import torch
-from torch import nn
 from torch.nn import functional as F
 
 from ..capture import Monitor, Probes

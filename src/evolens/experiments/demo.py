@@ -16,8 +16,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
-from torch.nn import functional as F
 
 from ..capture import Monitor, Probes
 from ..data import mnist
