@@ -303,6 +303,9 @@ def start_worker(run_dir: str | os.PathLike, live: Live):
             [sys.executable, "-m", "evolens.analyses", str(run_dir), "--config-stdin"],
             stdin=subprocess.PIPE, stdout=log, stderr=log, start_new_session=True,
         )
+    if live.cpus is not None and hasattr(os, "sched_setaffinity"):
+        # at once, before the child imports anything: it would otherwise start on the training's cores
+        os.sched_setaffinity(process.pid, set(live.cpus))
     process.stdin.write(pickle.dumps(live))
     process.stdin.close()
     return process
