@@ -245,3 +245,30 @@ def test_evolens_watch_command(tmp_path, capsys):
     rules.write_text("{}")
     assert main(["watch", str(run_dir), "--rules", str(rules)]) == 2
     assert "--rules: expected a JSON list" in capsys.readouterr().err
+
+
+def test_a_stuck_worker_does_not_stall_training(tmp_path, monkeypatch):
+    """max_lag waits only while the worker makes progress: a worker process that is alive but never analyses
+    costs max_wait at a snapshot, then an analysis_lagging warning, and training goes on."""
+    from evolens.analyses import live as live_module
+
+    run_dir = tmp_path / "run"
+    started = []
+
+    def idle_worker(run_dir_, live_):  # a live but idle process: the stuck worker
+        process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        started.append(process)
+        return process
+
+    monkeypatch.setattr(live_module, "start_worker", idle_worker)
+    live = Live(encoder="pixels", analyses=("quality",), metrics=("fid",), max_lag=0, max_wait=0.3)
+    monitor = evolens.Monitor(run_dir, lambda p: p.noise, every=1, analyze=live, probes=evolens.Probes.from_noise(4, 3))
+    monitor.add_reference("train", np.zeros((4, 3), np.float32))
+    start = time.monotonic()
+    for step in range(3):
+        monitor.step(step)
+    assert time.monotonic() - start < 5  # ~0.3 s per snapshot, not forever
+    with evolens.open_run(run_dir) as run:
+        assert [e.kind for e in run.events(kind="analysis_lagging")] == ["analysis_lagging"] * 3
+    monitor.close()
+    started[0].kill()

@@ -58,6 +58,8 @@ class Live:
         max_lag: with a Monitor, the most snapshots the worker may fall behind: at a snapshot the Monitor waits
             until at most ``max_lag`` snapshots are unanalysed (0: every verdict arrives at its own snapshot's
             step). None never waits.
+        max_wait: the longest the Monitor waits at one snapshot for a worker that makes no progress (seconds);
+            then it records an ``analysis_lagging`` warning and training goes on.
         map_after: snapshots analysed before the map is first fitted.
         map_max_reference: reference points drawn on the map.
         device, threads, niceness: the worker's torch device, torch threads and scheduling priority.
@@ -74,6 +76,7 @@ class Live:
     metrics: Sequence[str] = ("fid", "kid", "prdc", "vendi", "cmmd")
     by: str | None = "label"
     max_lag: int | None = None
+    max_wait: float = 300.0
     map_after: int = 3
     map_max_reference: int = 1000
     device: str | None = None

@@ -208,7 +208,13 @@ class Monitor:
         if analyze is not None:
             from ..analyses.live import start_worker
 
-            self._worker = start_worker(self.run_dir, analyze)
+            try:
+                self._worker = start_worker(self.run_dir, analyze)
+            except OSError as exc:  # no process could be started: training goes on without live analysis
+                self._worker_reported = True
+                self._writer.write_event("analysis_worker_died", f"the live analysis worker could not start: {exc}",
+                                         level="warning", data={"error": repr(exc)})
+                warnings.warn(f"evolens: live analysis could not start ({exc})", RuntimeWarning, stacklevel=2)
 
     def _check_resume_probes(self) -> None:
         if not self._captured or self._probe_fingerprint is None:
@@ -443,9 +449,18 @@ class Monitor:
         """Wait while the worker is more than ``max_lag`` snapshots behind (it must be alive and have the
         reference sets it needs), so a verdict never arrives later than the user allows."""
         context = self.analyze.context()
-        while len(self._captured) - self._writer.count_analysed("live", context) > max_lag:
+        start, done = time.monotonic(), self._writer.count_analysed("live", context)
+        while len(self._captured) - done > max_lag:
             if self._worker is None or self._worker.poll() is not None:
                 return
             if self.analyze.reference not in self._writer.reference_names():
                 return  # the worker waits for the reference set; waiting for the worker would deadlock
+            if time.monotonic() - start > self.analyze.max_wait:  # a stuck worker must not stall training
+                self._writer.write_event("analysis_lagging", f"the live analysis made no progress for "
+                                         f"{self.analyze.max_wait:g} s; training goes on", level="warning",
+                                         data={"lag": len(self._captured) - done})
+                return
             time.sleep(0.01)
+            now_done = self._writer.count_analysed("live", context)
+            if now_done != done:
+                start, done = time.monotonic(), now_done
