@@ -103,6 +103,11 @@ def _sampling_context(seed: int, model: torch.nn.Module | None):
 class Monitor:
     """Capture snapshots of a generative model on a schedule, into a crash-safe run directory.
 
+    Distributed training: on global rank 0 this is the capturing Monitor; on every other rank the same call
+    gives a follower with the same API that stores nothing (``Monitor.is_capturing`` tells which). Call
+    ``step`` on every rank: at the schedule's steps rank 0 broadcasts its pause verdict, so every rank's
+    ``StepResult.should_pause`` agrees and all ranks stop together.
+
     Args:
         run_dir: directory of the run; created if missing, resumed if it already holds a run.
         sample_fn: ``sample_fn(probes) -> samples`` where samples is an (n, ...) array or tensor (images as
@@ -130,6 +135,15 @@ class Monitor:
             step). The training never waits on the worker unless ``Live(max_lag=...)`` says so, and never
             fails with it: a dead worker becomes a warning event.
     """
+
+    is_capturing = True
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> "Monitor":
+        from .distributed import global_rank
+
+        if cls is Monitor and global_rank() != 0:
+            return super().__new__(_FollowerMonitor)
+        return super().__new__(cls)
 
     def __init__(
         self,
@@ -205,6 +219,7 @@ class Monitor:
             logger.info("evolens: resuming run %s at snapshot step %d", self.run_dir, last)
         self.analyze, self._worker, self._worker_reported = analyze, None, False
         self._alert_cursor = self._writer.last_event_id()
+        self._pending_pause = False  # distributed: a verdict waits for the next scheduled step
         if analyze is not None:
             from ..analyses.live import start_worker
 
@@ -258,7 +273,7 @@ class Monitor:
             if result.captured and self.analyze.max_lag is not None:
                 self._wait_for_analysis(self.analyze.max_lag)
             self._collect_live_alerts(step, result)
-        return result
+        return _agree_on_pause(self, step, result)
 
     def log(self, step: int | None = None, **scalars: float) -> None:
         """Record scalars at ``step`` (default: the last step passed to ``step``) without capturing.
@@ -464,3 +479,69 @@ class Monitor:
             now_done = self._writer.count_analysed("live", context)
             if now_done != done:
                 start, done = time.monotonic(), now_done
+
+
+def _agree_on_pause(monitor: "Monitor", step: int, result: StepResult) -> StepResult:
+    """Distributed runs pause only at the schedule's steps, with rank 0's verdict broadcast to every rank; a
+    verdict that arrives between them waits for the next one. Single-process runs pause at once."""
+    from .distributed import broadcast_flag, distributed_world
+
+    if distributed_world() == 1:
+        return result
+    monitor._pending_pause |= result.should_pause
+    result.should_pause = False
+    if monitor.schedule(step):
+        result.should_pause = broadcast_flag(monitor._pending_pause)
+        monitor._pending_pause = False
+    return result
+
+
+class _FollowerMonitor(Monitor):
+    """What ``Monitor(...)`` is on a rank other than 0: the same API, nothing captured or stored; ``step``
+    takes part in the pause broadcast at the schedule's steps."""
+
+    is_capturing = False
+
+    def __init__(self, run_dir: Any, sample_fn: Any, every: Any = 100, probes: Any = None, **kwargs: Any) -> None:
+        self.schedule = as_schedule(every)
+        self.run_dir = Path(run_dir)
+        self.probes, self.analyze, self._pending_pause, self._last_step = probes, None, False, None
+
+    @property
+    def captured_steps(self) -> list[int]:
+        return []
+
+    def step(self, step: int, **scalars: float) -> StepResult:
+        step = check_step(step)
+        if self._last_step is not None and step <= self._last_step:
+            raise InputError(f"step: expected a step greater than the previous one ({self._last_step}), "
+                             f"received {step}; steps must increase within a run")
+        self._last_step = step
+        return _agree_on_pause(self, step, StepResult(step))
+
+    def log(self, step: int | None = None, **scalars: float) -> None:
+        return None
+
+    def snapshot(self, step: int) -> bool:
+        return False
+
+    def event(self, *args: Any, **kwargs: Any) -> int:
+        return 0
+
+    def record_intervention(self, *args: Any, **kwargs: Any) -> int:
+        return 0
+
+    def add_reference(self, *args: Any, **kwargs: Any) -> bool:
+        return False
+
+    def analysis_lag(self) -> int:
+        return 0
+
+    def wait_for_analysis(self, timeout: float | None = None) -> bool:
+        return False
+
+    def open(self) -> Run:
+        raise InputError("open: this process is not rank 0; only rank 0 captures the run (open it by path)")
+
+    def close(self) -> None:
+        return None
