@@ -42,6 +42,7 @@ test-fast: setup
 bench: setup
 	$(PY) -m pip install -e '.[dev,bench]'
 	$(PY) benchmarks/monitor_overhead.py
+	$(PY) benchmarks/live.py
 	$(PY) benchmarks/encoders.py
 	$(PY) benchmarks/metrics.py
 	$(PY) benchmarks/projection.py
