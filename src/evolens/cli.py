@@ -7,6 +7,7 @@
     evolens analyze RUN       quality metrics per snapshot (overall and per class), stored in the run
     evolens proximity RUN     memorisation metrics per snapshot (copy rate, NN distance train vs held-out)
     evolens watch RUN|DIR     analyse every new snapshot live (quality, proximity, the map, rules)
+    evolens export tensorboard RUN --logdir DIR   scalars, sample grids, alerts and the projector
     evolens experiment NAME   run a paper reproduction (biased-generalization, attribute-bias, ple-loops,
                               ple-gmm, ple-fairness)
     evolens report RUN        one self-contained HTML file (offline): metrics, alerts, projection, samples
@@ -185,6 +186,14 @@ def cmd_watch(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from .integrations.tensorboard import export_tensorboard
+
+    logdir = export_tensorboard(args.run, args.logdir)
+    print(f"tensorboard: {logdir} (tensorboard --logdir {logdir})")
+    return 0
+
+
 def cmd_experiment(args: argparse.Namespace) -> int:
     from .experiments import run_experiment
 
@@ -272,6 +281,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--follow", action="store_true", help="keep following after the captures end")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_watch)
+
+    p = sub.add_parser("export", help="export a run to another tool (tensorboard)")
+    p.add_argument("format", choices=["tensorboard"])
+    p.add_argument("run")
+    p.add_argument("--logdir", required=True, help="TensorBoard log directory to write")
+    p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("experiment", help="run a paper reproduction (e.g. biased-generalization)")
     p.add_argument("name", choices=list(__import__("evolens.experiments", fromlist=["EXPERIMENTS"]).EXPERIMENTS))

@@ -27,6 +27,7 @@ __all__ = [
     "run_summary",
     "sample_grid",
     "sample_points",
+    "samples_as_images",
     "scalar_series",
 ]
 
@@ -118,7 +119,7 @@ def event_list(run: Run) -> list[dict[str, Any]]:
              "wall_time": e.wall_time} for e in run.events()]
 
 
-def _as_images(samples: np.ndarray) -> np.ndarray | None:
+def samples_as_images(samples: np.ndarray) -> np.ndarray | None:
     """(n, C, H, W) with C in {1, 3} in [0, 1] for image-like samples, else None."""
     if samples.ndim == 3 and min(samples.shape[1:]) >= 4:
         samples = samples[:, None]
@@ -136,7 +137,7 @@ def sample_grid(run: Run, step: int, max_images: int = 100) -> np.ndarray | None
     """A uint8 picture of the first ``max_images`` samples of snapshot ``step``, or None when the samples are not
     images ((n, C, H, W), C in {1, 3}). Images outside [0, 1] are shown from [−1, 1] or min–max scaled."""
     samples = run.samples(step)  # raises InputError for an unknown step
-    images = _as_images(samples[:max_images])
+    images = samples_as_images(samples[:max_images])
     return None if images is None else images_to_grid(images)
 
 

@@ -1,0 +1,2 @@
+"""Integrations with the tools people already train and log with: TensorBoard export (more to come: Lightning,
+diffusers)."""
