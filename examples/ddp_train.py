@@ -22,6 +22,7 @@ parser.add_argument("run_dir")
 parser.add_argument("--steps", type=int, default=40)
 parser.add_argument("--no-monitor", action="store_true")
 parser.add_argument("--pause-at", type=int, default=None)
+parser.add_argument("--results", default=None, help="also write each rank's line to RESULTS-<rank>.txt")
 args = parser.parse_args()
 
 dist.init_process_group("gloo")
@@ -54,6 +55,9 @@ for step in range(args.steps):
 if monitor is not None:
     monitor.close()
 digest = hashlib.sha256(b"".join(p.detach().numpy().tobytes() for p in model.parameters())).hexdigest()
-print(f"rank {rank} capturing {monitor.is_capturing if monitor else None} stopped {stopped} params {digest}",
-      flush=True)
+line = f"rank {rank} capturing {monitor.is_capturing if monitor else None} stopped {stopped} params {digest}"
+print(line, flush=True)
+if args.results:  # the ranks' stdout lines can interleave; a file per rank cannot
+    with open(f"{args.results}-{rank}.txt", "w") as handle:
+        handle.write(line + "\n")
 dist.destroy_process_group()

@@ -15,22 +15,23 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "ddp_train.py"
 pytestmark = pytest.mark.slow  # two torchrun launches of two processes each
 
 
-def _torchrun(*args: str) -> dict[int, dict[str, str]]:
+def _torchrun(run_dir: Path, *args: str) -> dict[int, dict[str, str]]:
+    results = run_dir.parent / f"{run_dir.name}-result"
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           str(EXAMPLE), *args], capture_output=True, text=True, timeout=300)
+                           str(EXAMPLE), str(run_dir), "--results", str(results), *args],
+                          capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     ranks = {}
-    for line in done.stdout.splitlines():
-        if line.startswith("rank "):
-            parts = line.split()
-            ranks[int(parts[1])] = dict(zip(parts[2::2], parts[3::2]))
+    for rank in (0, 1):
+        parts = Path(f"{results}-{rank}.txt").read_text().split()
+        ranks[int(parts[1])] = dict(zip(parts[2::2], parts[3::2]))
     assert sorted(ranks) == [0, 1], done.stdout
     return ranks
 
 
 def test_ddp_one_run_same_training_and_a_pause_on_every_rank(tmp_path):
-    plain = _torchrun(str(tmp_path / "unused"), "--no-monitor")
-    watched = _torchrun(str(tmp_path / "run"))
+    plain = _torchrun(tmp_path / "unused", "--no-monitor")
+    watched = _torchrun(tmp_path / "run")
     # rank 0 captured, rank 1 followed; training is bitwise the same as without evolens
     assert watched[0]["capturing"] == "True" and watched[1]["capturing"] == "False"
     assert watched[0]["params"] == plain[0]["params"] and watched[1]["params"] == plain[1]["params"]
@@ -38,7 +39,7 @@ def test_ddp_one_run_same_training_and_a_pause_on_every_rank(tmp_path):
         assert run.steps().tolist() == list(range(0, 40, 5))  # each snapshot once
         assert [s["kind"] for s in run.sessions()] == ["capture"]
         assert len(run.scalars("loss")[0]) == 40
-    paused = _torchrun(str(tmp_path / "paused"), "--pause-at", "15")
+    paused = _torchrun(tmp_path / "paused", "--pause-at", "15")
     assert paused[0]["stopped"] == paused[1]["stopped"] == "15"  # both ranks stop at the same step
     with evolens.open_run(tmp_path / "paused") as run:
         assert run.steps().tolist() == [0, 5, 10, 15]
