@@ -133,7 +133,8 @@ def test_killing_the_worker_at_random_moments_analyses_every_snapshot_once(tmp_p
         process.wait(timeout=60)
         with evolens.open_run(run_dir) as run:
             progress.append(len(run.analysed_steps("live", live.context())))
-    assert 0 < progress[-1] < n and len(set(progress)) > 5, progress  # the kills landed while there was work
+    # the kills landed while there was work: the worker's progress was cut at several different points
+    assert progress[0] < n and len({p for p in progress if 0 < p < n}) >= 3, progress
     LiveWorker(run_dir, live).run(timeout=300)
     with evolens.open_run(run_dir) as run:
         assert run.analysed_steps("live", live.context()) == set(range(n))
