@@ -60,4 +60,5 @@ print(line, flush=True)
 if args.results:  # the ranks' stdout lines can interleave; a file per rank cannot
     with open(f"{args.results}-{rank}.txt", "w") as handle:
         handle.write(line + "\n")
+dist.barrier()  # both ranks leave together: a gloo peer that vanishes mid-teardown aborts the other
 dist.destroy_process_group()

@@ -3,6 +3,8 @@ snapshot once, training bitwise identical with and without evolens, and a pause 
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,9 +19,16 @@ pytestmark = pytest.mark.slow  # two torchrun launches of two processes each
 
 def _torchrun(run_dir: Path, *args: str) -> dict[int, dict[str, str]]:
     results = run_dir.parent / f"{run_dir.name}-result"
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-                           str(EXAMPLE), str(run_dir), "--results", str(results), *args],
-                          capture_output=True, text=True, timeout=300)
+    # gloo on the loopback interface: resolving the host name picked an interface that aborted now and then
+    env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(EXAMPLE),
+               str(run_dir), "--results", str(results), *args]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
+    if done.returncode != 0 and "terminate called without an active exception" in done.stderr:
+        # A launcher flake of torch's gloo on this machine (2 of ~25 launches under pytest, 0 of 36 outside it,
+        # plain DDP without evolens included): one more launch, into a fresh directory, with the same checks.
+        shutil.rmtree(run_dir, ignore_errors=True)
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-3000:]
     ranks = {}
     for rank in (0, 1):
