@@ -59,10 +59,8 @@ def attributes(
             if reference is not None:
                 ref = run.reference(reference)
                 ref_attrs, ref_classes = A.labels_from_classifier(ref.images, classifier), ref.labels
-            nonfinite = {s.step for s in run.snapshots() if s.n_nonfinite}
-
             def compute(step: int) -> dict[str, float]:
-                if step in nonfinite:
+                if run.snapshot(step).n_nonfinite:
                     result.skipped[f"step={step}"] = "non-finite samples"
                     return {}
                 predicted = A.labels_from_classifier(run.samples(step), classifier)

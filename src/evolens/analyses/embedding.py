@@ -88,8 +88,8 @@ def _embed(run: Run, encoder: Encoder, reference: Any, steps: Sequence[int] | No
         if unknown:
             raise InputError(f"reference: no reference sets {unknown} in run {run.name!r}; "
                              f"known: {run.reference_names()}")
-    by_step = {s.step: s for s in run.snapshots()}
-    snapshots = [by_step[s] for s in choose_steps(run, steps)]
+    # only the requested snapshots' rows: a live worker asks for one step at a time on runs of any length
+    snapshots = run.snapshots() if steps is None else [run.snapshot(s) for s in choose_steps(run, steps)]
     result = RunEmbedding(encoder.id)
     todo: list[tuple[str, Any, str]] = []  # (kind, key, content hash)
     for snap in snapshots:

@@ -232,7 +232,7 @@ class LiveWorker:
         from ..projection.scores import knn_recall
         from ..store.derived import PROJECTION_COORDS
         from .embedding import embedding
-        from .projection import projection_bounds, projection_coords
+        from .projection import projection_bounds
 
         live = self.live
         done = sorted(run.analysed_steps("live", self.context) | {step})
@@ -255,9 +255,10 @@ class LiveWorker:
             return
         run.add_derived(PROJECTION_COORDS, coords, encoder_id=meta["encoder_id"], source=meta["projection_id"],
                         step=step)
-        meta = {**meta, "steps": sorted(set(meta["steps"]) | {step})}
-        meta["bounds"] = projection_bounds([projection_coords(run, meta, s) for s in meta["steps"]]
-                                           + [projection_coords(run, meta, None)])
+        # the new bounds are the old ones widened by this snapshot: no rereading of every stored frame
+        x0, x1, y0, y1 = meta["bounds"]
+        meta = {**meta, "steps": sorted(set(meta["steps"]) | {step}),
+                "bounds": projection_bounds([np.array([[x0, y0], [x1, y1]]), coords])}
         run.add_event("projection", f"map extended with step {step}", step=step, data=meta)
         self._map["meta"] = meta
 

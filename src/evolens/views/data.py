@@ -62,7 +62,7 @@ def run_summary(run: Run) -> dict[str, Any]:
     steps = [s.step for s in snapshots]
     events = run.events()
     live_done = run.analysed_steps_any("live") & set(steps)
-    live_running = layout.analysis_lock_path(run.path).exists()
+    live_followed = layout.analysis_lock_path(run.path).exists()  # a worker has followed this run
     return {
         "name": run.name,
         "path": str(run.path),
@@ -82,7 +82,7 @@ def run_summary(run: Run) -> dict[str, Any]:
         "projection_steps": next((len(e.data.get("steps", [])) for e in reversed(events) if e.kind == "projection"),
                                  0),
         # snapshots the live worker has not analysed yet (None when no live analysis ever ran on the run)
-        "analysis_lag": None if not live_done and not live_running else len(steps) - len(live_done),
+        "analysis_lag": None if not live_done and not live_followed else len(steps) - len(live_done),
     }
 
 
