@@ -12,11 +12,12 @@ CHROMIUM ?= /usr/bin/chromium
 setup: $(STAMP)
 
 # torch first, pinned to the CPU wheel that lies on disk; a plain `torch` requirement would pull CUDA.
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip >/dev/null
 	$(PY) -m pip install torch==2.13.0
-	$(PY) -m pip install -e '.[dev]'
+	# constraints.txt pins torch: lightning, diffusers and accelerate must not pull a CUDA build
+	$(PY) -m pip install -c constraints.txt -e '.[dev]'
 	# torch-fidelity is the reference our FID Inception and its TF1 resize are tested against; it declares
 	# torchvision, which cannot sit beside the CPU torch wheel, and the parts we compare with do not use it.
 	$(PY) -m pip install --no-deps 'torch-fidelity==0.4.0'
@@ -40,7 +41,7 @@ test-fast: setup
 	EVOLENS_CHROMIUM=$(CHROMIUM) $(PY) -m pytest -q -m "not slow"
 
 bench: setup
-	$(PY) -m pip install -e '.[dev,bench]'
+	$(PY) -m pip install -c constraints.txt -e '.[dev,bench]'
 	$(PY) benchmarks/monitor_overhead.py
 	$(PY) benchmarks/live.py
 	$(PY) benchmarks/encoders.py
