@@ -62,3 +62,25 @@ def test_to_device_keeps_ids_and_values():
 def test_bad_probes(build, match):
     with pytest.raises(InputError, match=match):
         build()
+
+
+def test_take_and_shard_keep_each_probes_noise_and_streams():
+    full = Probes.from_noise(7, (2, 3), seed=5, num_classes=3)
+    part = full.take([4, 1])
+    assert part.ids.tolist() == [full.ids[4], full.ids[1]] and part.labels.tolist() == [1, 1]
+    assert torch.equal(part.noise, full.noise[[4, 1]])
+    assert torch.equal(part.noise_at(9), full.noise_at(9)[[4, 1]])  # per-step noise: the same rows
+    assert torch.equal(part.take([1]).noise_at(2), full.noise_at(2)[[1]])
+    draws = [torch.randn(3, generator=g) for g in full.generators()]
+    assert torch.equal(torch.randn(3, generator=part.generators()[0]), draws[4])
+    assert not torch.equal(draws[0], draws[1])
+    shards = [full.shard(rank, 3) for rank in range(3)]
+    assert [s.n for s in shards] == [3, 2, 2]
+    assert sum((s.ids.tolist() for s in shards), []) == full.ids.tolist()
+    for bad in (dict(rank=3, world_size=3), dict(rank=0, world_size=8), dict(rank=-1, world_size=2)):
+        with pytest.raises(InputError, match="rank|world_size"):
+            full.shard(**bad)
+    with pytest.raises(InputError, match="indices"):
+        full.take([7])
+    with pytest.raises(InputError, match="indices"):
+        full.take([])

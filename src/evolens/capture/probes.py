@@ -24,6 +24,14 @@ def _mix_seed(seed: int, t: int) -> int:
     return (seed * _SEED_STRIDE + t + 1) % (2**63 - 1)
 
 
+def _id_seed(seed: int, probe_id: str) -> int:
+    """A generator seed from the probe seed and one probe's id: the same for that probe in any subset."""
+    import hashlib
+
+    digest = int.from_bytes(hashlib.sha256(f"{seed}:{probe_id}".encode()).digest()[:8], "little")
+    return digest % (2**63 - 1)
+
+
 class Probes:
     """A fixed set of ``n`` probe inputs with stable ids.
 
@@ -61,6 +69,8 @@ class Probes:
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
             raise InputError(f"seed: expected an integer, received {describe(seed)}")
         self.seed = int(seed)
+        self._rows: np.ndarray | None = None  # rows of the probes this set was taken from (see ``take``)
+        self._source_n = n
 
     @staticmethod
     def _tensor(value: Any, name: str, n: int, dtype: torch.dtype) -> torch.Tensor | None:
@@ -127,8 +137,49 @@ class Probes:
         return self.n
 
     def generator(self, device: str | torch.device = "cpu") -> torch.Generator:
-        """A fresh generator seeded from the probe seed: the same random stream at every snapshot."""
+        """A fresh generator seeded from the probe seed: the same random stream at every snapshot.
+
+        What a batch draws from one generator depends on the batch size, so a subset of the probes (``take``,
+        ``Monitor(shard_probes=True)``) draws different numbers; ``generators()`` and ``noise_at`` do not."""
         return torch.Generator(device=device).manual_seed(_mix_seed(self.seed, 0))
+
+    def generators(self, device: str | torch.device = "cpu") -> list[torch.Generator]:
+        """One fresh generator per probe, seeded from the probe seed and the probe's id.
+
+        Each probe's random stream is its own: the same at every snapshot and whichever other probes are
+        sampled with it (a subset, a shard on another rank). Diffusers' ``randn_tensor`` and schedulers' ``step``
+        accept such a list (one row drawn from each generator)."""
+        return [torch.Generator(device=device).manual_seed(_id_seed(self.seed, str(i))) for i in self.ids.tolist()]
+
+    def take(self, indices: Sequence[int] | np.ndarray | slice) -> "Probes":
+        """The probes at ``indices`` (ids, noise, labels, images), keeping the seed; ``noise_at`` and
+        ``generators`` of the subset give exactly the rows the full set gives for those probes."""
+        rows = np.arange(self.n)[indices] if isinstance(indices, slice) else np.asarray(indices)
+        if rows.ndim != 1 or rows.size == 0 or not np.issubdtype(rows.dtype, np.integer) \
+                or rows.min() < -self.n or rows.max() >= self.n:
+            raise InputError(f"indices: expected a non-empty 1-d list of rows in [0, {self.n}), received {describe(indices)}")
+        rows = rows % self.n
+        index = torch.from_numpy(rows)
+        subset = object.__new__(Probes)
+        subset.ids, subset.seed = self.ids[rows], self.seed
+        subset.noise = None if self.noise is None else self.noise[index.to(self.noise.device)]
+        subset.labels = None if self.labels is None else self.labels[index.to(self.labels.device)]
+        subset.images = None if self.images is None else self.images[index.to(self.images.device)]
+        subset._rows = rows if self._rows is None else self._rows[rows]
+        subset._source_n = self._source_n
+        return subset
+
+    def shard(self, rank: int, world_size: int) -> "Probes":
+        """This rank's contiguous share of the probes (``np.array_split`` order: concatenating the shards of
+        ranks 0..world_size-1 gives the probes back in order)."""
+        for name, value in (("world_size", world_size), ("rank", rank)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+                raise InputError(f"{name}: expected an integer, received {describe(value)}")
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise InputError(f"rank: expected 0 <= rank < world_size ({world_size}), received {rank}")
+        if world_size > self.n:
+            raise InputError(f"world_size: expected at most one rank per probe ({self.n} probes), received {world_size}")
+        return self.take(np.array_split(np.arange(self.n), world_size)[rank])
 
     def noise_at(self, t: int, shape: Sequence[int] | None = None, device: str | torch.device = "cpu") -> torch.Tensor:
         """Fixed noise for sampler step ``t``: shape (n, *shape), identical at every snapshot.
@@ -143,7 +194,10 @@ class Probes:
                 raise InputError("shape: expected a shape, since these probes have neither noise nor images")
             shape = tuple(base.shape[1:])
         generator = torch.Generator().manual_seed(_mix_seed(self.seed, int(t) + 1))
-        return torch.randn((self.n, *shape), generator=generator).to(device)
+        noise = torch.randn((self._source_n, *shape), generator=generator)
+        if self._rows is not None:  # a subset: the rows the full set draws for these probes
+            noise = noise[torch.from_numpy(self._rows)]
+        return noise.to(device)
 
     def to(self, device: str | torch.device) -> "Probes":
         """A copy with the tensors on ``device`` (ids and seed unchanged)."""
@@ -152,6 +206,7 @@ class Probes:
         moved.noise = None if self.noise is None else self.noise.to(device)
         moved.labels = None if self.labels is None else self.labels.to(device)
         moved.images = None if self.images is None else self.images.to(device)
+        moved._rows, moved._source_n = self._rows, self._source_n
         return moved
 
     def fingerprint(self) -> str:
