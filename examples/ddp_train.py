@@ -1,11 +1,12 @@
 """evolens under DDP: the same three lines on every rank; rank 0 captures, every rank pauses together.
 
     python -m torch.distributed.run --standalone --nproc_per_node 2 examples/ddp_train.py RUN_DIR [--steps 40]
-        [--no-monitor] [--pause-at STEP]
+        [--no-monitor] [--pause-at STEP] [--shard-probes]
 
 A tiny autoencoder trained with DistributedDataParallel on the gloo backend (CPU). With ``--pause-at``, a rule
 on a snapshot metric asks to pause at that snapshot: both ranks stop at the same step. Each rank prints its
-stopping step and a hash of its parameters.
+stopping step and a hash of its parameters. With ``--shard-probes`` every rank samples half of the probes and
+rank 0 gathers them into each snapshot.
 """
 
 import argparse
@@ -22,6 +23,7 @@ parser.add_argument("run_dir")
 parser.add_argument("--steps", type=int, default=40)
 parser.add_argument("--no-monitor", action="store_true")
 parser.add_argument("--pause-at", type=int, default=None)
+parser.add_argument("--shard-probes", action="store_true")
 parser.add_argument("--results", default=None, help="also write each rank's line to RESULTS-<rank>.txt")
 args = parser.parse_args()
 
@@ -39,7 +41,8 @@ if not args.no_monitor:
 
     monitor = evolens.Monitor(args.run_dir, lambda p: model(p.noise), every=5, model=model,
                               probes=evolens.Probes.from_noise(6, 8, seed=0), on_snapshot=[pause_signal],
-                              rules=[Threshold("pause_signal", above=0.5, pause=True)])
+                              rules=[Threshold("pause_signal", above=0.5, pause=True)],
+                              shard_probes=args.shard_probes)
 
 data = torch.Generator().manual_seed(100 + rank)
 stopped = None

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import evolens
@@ -48,7 +49,14 @@ def test_ddp_one_run_same_training_and_a_pause_on_every_rank(tmp_path):
         assert run.steps().tolist() == list(range(0, 40, 5))  # each snapshot once
         assert [s["kind"] for s in run.sessions()] == ["capture"]
         assert len(run.scalars("loss")[0]) == 40
-    paused = _torchrun(tmp_path / "paused", "--pause-at", "15")
+    sharded = _torchrun(tmp_path / "sharded", "--shard-probes")  # each rank samples 3 of the 6 probes
+    assert sharded[0]["params"] == plain[0]["params"]
+    with evolens.open_run(tmp_path / "run") as run, evolens.open_run(tmp_path / "sharded") as shards:
+        assert shards.steps().tolist() == run.steps().tolist()
+        for step in run.steps().tolist():
+            assert shards.probe_ids(step).tolist() == run.probe_ids(step).tolist()
+            np.testing.assert_allclose(shards.samples(step), run.samples(step), rtol=0, atol=1e-6)
+    paused = _torchrun(tmp_path / "paused", "--pause-at", "15", "--shard-probes")
     assert paused[0]["stopped"] == paused[1]["stopped"] == "15"  # both ranks stop at the same step
     with evolens.open_run(tmp_path / "paused") as run:
         assert run.steps().tolist() == [0, 5, 10, 15]

@@ -223,3 +223,12 @@ def test_directory_that_is_not_a_run(tmp_path):
     (tmp_path / "data.csv").write_text("1,2")
     with pytest.raises(NotARunError, match="has files but no runs.sqlite"):
         Monitor(tmp_path, lambda p: None)
+
+
+def test_shard_probes_in_one_process_samples_everything_here(make_monitor, generator, probes, tmp_path):
+    monitor = make_monitor(every=1, shard_probes=True)
+    monitor.step(0)
+    with torch.no_grad():
+        np.testing.assert_array_equal(monitor.open().samples(0), generator(probes.noise).numpy())
+    with pytest.raises(InputError, match="shard_probes"):
+        Monitor(tmp_path / "other", lambda p: torch.zeros(2, 3), shard_probes=True)

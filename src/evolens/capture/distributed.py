@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["broadcast_flag", "distributed_world", "global_rank"]
+__all__ = ["broadcast_flag", "distributed_world", "gather_to_rank0", "global_rank"]
 
 
 def global_rank() -> int:
@@ -43,3 +43,15 @@ def broadcast_flag(flag: bool) -> bool:
     tensor = torch.tensor([1 if flag else 0], dtype=torch.int32, device=device)
     dist.broadcast(tensor, src=0)
     return bool(tensor.item())
+
+
+def gather_to_rank0(obj: object) -> list | None:
+    """Every rank's picklable ``obj``, in rank order, on rank 0 (None on the other ranks); ``[obj]`` outside
+    an initialised group of several processes."""
+    import torch.distributed as dist
+
+    if distributed_world() == 1:
+        return [obj]
+    gathered = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
+    dist.gather_object(obj, gathered, dst=0)
+    return gathered

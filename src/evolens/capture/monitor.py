@@ -130,6 +130,11 @@ class Monitor:
         on_alert: what a fired rule does besides being recorded: ``"log"`` (nothing more), ``"pause"``
             (``StepResult.should_pause``; rules with ``pause=True`` always pause), or a callable
             ``fn(monitor, alert)`` (the monitor first, as for ``on_snapshot``).
+        shard_probes: distributed training: every rank samples its share of the probes (``Probes.shard``) and
+            rank 0 gathers the shares into one snapshot (faster sampling of large probe sets). The sample
+            function must then draw its noise from the probes (``noise``, ``noise_at``, ``generators``, as the
+            diffusers sampler does), not from a generator of the whole batch, for a snapshot to equal the
+            unsharded one; every rank must call ``step`` (and ``snapshot``) at the same steps.
         analyze: an ``evolens.analyses.Live``: starts the live analysis worker as a separate process that
             analyses every snapshot; alerts of its rules reach ``step()`` at its next call (one cheap query per
             step). The training never waits on the worker unless ``Live(max_lag=...)`` says so, and never
@@ -162,6 +167,7 @@ class Monitor:
         rules: Sequence[Any] = (),
         on_alert: str | Callable[..., Any] = "log",
         analyze: Any = None,
+        shard_probes: bool = False,
     ) -> None:
         if not callable(sample_fn):
             raise InputError(f"sample_fn: expected a callable sample_fn(probes) -> samples, received {describe(sample_fn)}")
@@ -193,6 +199,7 @@ class Monitor:
         self.checkpoint = checkpoint
         self.seed = probes.seed if probes is not None else int(seed)
         self._device_probes = probes.to(device) if (probes is not None and device is not None) else probes
+        self._shard = _my_shard(probes, shard_probes, device)
         run_config = {
             "schedule": repr(self.schedule),
             "probes": probes.describe() if probes is not None else None,
@@ -265,7 +272,7 @@ class Monitor:
         if scalars:
             self._log(step, scalars)
         result = StepResult(step)
-        if self.schedule(step) and step not in self._captured:
+        if self.schedule(step) and self._agree_on_capture(step):
             result.capture_seconds, arrays = self._capture(step)
             result.captured = True
             self._after_snapshot(step, arrays, result)
@@ -314,7 +321,7 @@ class Monitor:
     def snapshot(self, step: int) -> bool:
         """Capture a snapshot at ``step`` now, whatever the schedule; False if the step already has one."""
         step = check_step(step)
-        if step in self._captured:
+        if not self._agree_on_capture(step):
             return False
         _, arrays = self._capture(step)
         self._after_snapshot(step, arrays, StepResult(step, captured=True))
@@ -369,11 +376,36 @@ class Monitor:
                 )
                 warnings.warn(f"evolens: scalar {key!r} is not finite at step {step}", RuntimeWarning, stacklevel=3)
 
+    def _agree_on_capture(self, step: int) -> bool:
+        """Whether to capture ``step`` (not captured yet); with sharded probes rank 0's answer on every rank."""
+        capture = step not in self._captured
+        if self._shard is not None:
+            from .distributed import broadcast_flag
+
+            capture = broadcast_flag(capture)
+        return capture
+
+    def _sample_arrays(self, probes: Probes | None) -> dict[str, np.ndarray]:
+        """``sample_fn(probes)`` under the sampling context, as numpy arrays."""
+        with _sampling_context(self.seed, self.model):
+            output = _split_output(self.sample_fn(probes))
+        return {key: to_numpy(value, f"sample_fn()[{key!r}]") for key, value in output.items()}
+
+    def _sample_all(self) -> dict[str, np.ndarray]:
+        """The samples of every probe: here, or with sharded probes every rank's share gathered here."""
+        if self._shard is None:
+            return self._sample_arrays(self._device_probes)
+        return _gather_shards(self._sample_shard())
+
+    def _sample_shard(self) -> tuple[str, Any]:
+        try:
+            return ("ok", self._sample_arrays(self._shard))
+        except Exception as exc:  # sent on: rank 0 must not wait forever for a share that never comes
+            return ("error", exc)
+
     def _capture(self, step: int) -> tuple[float, dict[str, np.ndarray]]:
         start = time.perf_counter()
-        with _sampling_context(self.seed, self.model):
-            output = _split_output(self.sample_fn(self._device_probes))
-        arrays = {key: to_numpy(value, f"sample_fn()[{key!r}]") for key, value in output.items()}
+        arrays = self._sample_all()
         samples = arrays["samples"]
         if self.probes is not None:
             if samples.ndim >= 1 and samples.shape[0] != self.probes.n:
@@ -481,6 +513,42 @@ class Monitor:
                 start, done = time.monotonic(), now_done
 
 
+def _my_shard(probes: Probes | None, shard_probes: bool, device: Any) -> Probes | None:
+    """This rank's share of the probes when sampling is sharded over several processes, else None."""
+    from .distributed import distributed_world, global_rank
+
+    if not shard_probes:
+        return None
+    if probes is None:
+        raise InputError("shard_probes: expected probes to shard, received probes=None")
+    world = distributed_world()
+    if world == 1:
+        return None
+    shard = probes.shard(global_rank(), world)
+    return shard.to(device) if device is not None else shard
+
+
+def _gather_shards(share: tuple[str, Any]) -> dict[str, np.ndarray] | None:
+    """Gather every rank's ``("ok", arrays)`` or ``("error", exc)`` on rank 0 and concatenate them in rank
+    order (None on the other ranks). A rank whose sampling failed makes every rank raise."""
+    from .distributed import gather_to_rank0
+
+    gathered = gather_to_rank0(share)
+    if share[0] == "error":
+        raise share[1]
+    if gathered is None:
+        return None
+    failed = [(rank, value) for rank, (status, value) in enumerate(gathered) if status == "error"]
+    if failed:
+        rank, exc = failed[0]
+        raise RuntimeError(f"sample_fn failed on rank {rank}: {exc!r}") from exc
+    keys = list(gathered[0][1])
+    if any(list(arrays) != keys for _, arrays in gathered):
+        raise InputError(f"sample_fn(): expected the same keys on every rank, received "
+                         f"{[sorted(arrays) for _, arrays in gathered]}")
+    return {key: np.concatenate([arrays[key] for _, arrays in gathered]) for key in keys}
+
+
 def _agree_on_pause(monitor: "Monitor", step: int, result: StepResult) -> StepResult:
     """Distributed runs pause only at the schedule's steps, with rank 0's verdict broadcast to every rank; a
     verdict that arrives between them waits for the next one. Single-process runs pause at once."""
@@ -502,10 +570,14 @@ class _FollowerMonitor(Monitor):
 
     is_capturing = False
 
-    def __init__(self, run_dir: Any, sample_fn: Any, every: Any = 100, probes: Any = None, **kwargs: Any) -> None:
+    def __init__(self, run_dir: Any, sample_fn: Any, every: Any = 100, probes: Any = None, *, model: Any = None,
+                 seed: int = 0, device: Any = None, shard_probes: bool = False, **kwargs: Any) -> None:
         self.schedule = as_schedule(every)
         self.run_dir = Path(run_dir)
         self.probes, self.analyze, self._pending_pause, self._last_step = probes, None, False, None
+        self.sample_fn, self.model = sample_fn, model
+        self.seed = probes.seed if probes is not None else int(seed)
+        self._shard = _my_shard(probes, shard_probes, device)
 
     @property
     def captured_steps(self) -> list[int]:
@@ -517,12 +589,27 @@ class _FollowerMonitor(Monitor):
             raise InputError(f"step: expected a step greater than the previous one ({self._last_step}), "
                              f"received {step}; steps must increase within a run")
         self._last_step = step
+        if self.schedule(step):
+            self._share_samples()
         return _agree_on_pause(self, step, StepResult(step))
+
+    def _share_samples(self) -> bool:
+        """With sharded probes: sample this rank's share when rank 0 captures, and send it to rank 0."""
+        if self._shard is None:
+            return False
+        from .distributed import broadcast_flag
+
+        if broadcast_flag(False):
+            _gather_shards(self._sample_shard())
+            return True
+        return False
 
     def log(self, step: int | None = None, **scalars: float) -> None:
         return None
 
     def snapshot(self, step: int) -> bool:
+        check_step(step)
+        self._share_samples()
         return False
 
     def event(self, *args: Any, **kwargs: Any) -> int:
