@@ -1,4 +1,4 @@
-"""Two real processes (torchrun, gloo on CPU) running the README's lines on every rank: one run with each
+"""Two real processes (torchrun, gloo on CPU; plain DDP and accelerate) running the README's lines on every rank: one run with each
 snapshot once, training bitwise identical with and without evolens, and a pause that stops both ranks."""
 
 from __future__ import annotations
@@ -14,15 +14,16 @@ import pytest
 
 import evolens
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "ddp_train.py"
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+EXAMPLE = EXAMPLES / "ddp_train.py"
 pytestmark = pytest.mark.slow  # two torchrun launches of two processes each
 
 
-def _torchrun(run_dir: Path, *args: str) -> dict[int, dict[str, str]]:
+def _torchrun(run_dir: Path, *args: str, example: Path = EXAMPLE) -> dict[int, dict[str, str]]:
     results = run_dir.parent / f"{run_dir.name}-result"
     # gloo on the loopback interface: resolving the host name picked an interface that aborted now and then
     env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(EXAMPLE),
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(example),
                str(run_dir), "--results", str(results), *args]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, env=env)
     if done.returncode != 0 and "terminate called without an active exception" in done.stderr:
@@ -61,3 +62,19 @@ def test_ddp_one_run_same_training_and_a_pause_on_every_rank(tmp_path):
     with evolens.open_run(tmp_path / "paused") as run:
         assert run.steps().tolist() == [0, 5, 10, 15]
         assert [e.step for e in run.events(kind="pause")] == [15]
+
+
+def test_accelerate_one_run_same_training_and_a_pause_on_every_process(tmp_path):
+    pytest.importorskip("accelerate")
+    example = EXAMPLES / "accelerate_train.py"
+    plain = _torchrun(tmp_path / "unused", "--no-monitor", example=example)
+    watched = _torchrun(tmp_path / "run", example=example)
+    assert watched[0]["capturing"] == "True" and watched[1]["capturing"] == "False"
+    assert watched[0]["params"] == plain[0]["params"] == watched[1]["params"]
+    with evolens.open_run(tmp_path / "run") as run:
+        assert run.steps().tolist() == list(range(0, 40, 5))
+        assert len(run.scalars("loss")[0]) == 40
+    paused = _torchrun(tmp_path / "paused", "--pause-at", "10", example=example)
+    assert paused[0]["stopped"] == paused[1]["stopped"] == "10"
+    with evolens.open_run(tmp_path / "paused") as run:
+        assert run.steps().tolist() == [0, 5, 10] and [e.step for e in run.events(kind="pause")] == [10]

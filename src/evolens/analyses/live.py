@@ -65,6 +65,8 @@ class Live:
         device, threads, niceness: the worker's torch device, torch threads and scheduling priority.
         cpus: CPU cores the worker runs on (Linux ``sched_setaffinity``), e.g. the core the training does not use.
         poll_seconds: how often an idle worker looks for new snapshots.
+        tensorboard: a TensorBoard log directory the worker mirrors its scalars and alerts into
+            (``Monitor(tensorboard=...)`` sets it to the Monitor's).
     """
 
     encoder: Any = "efficientnet-lite0"
@@ -85,6 +87,7 @@ class Live:
     poll_seconds: float = 0.2
     map_params: dict[str, Any] = field(default_factory=dict)
     cpus: Sequence[int] | None = None
+    tensorboard: str | None = None
 
     def __post_init__(self) -> None:
         self.analyses = tuple(self.analyses)
@@ -185,6 +188,10 @@ class LiveWorker:
         sets the analyses need are not stored yet."""
         if self._run is None:
             self._run = open_run(self.run_dir)
+            if self.live.tensorboard is not None:
+                from ..integrations.tensorboard import TensorBoardMirror
+
+                self._run.add_mirror(TensorBoardMirror(self.live.tensorboard))
         run = self._run
         todo = self.pending(run)
         if not todo:

@@ -130,6 +130,8 @@ class Monitor:
         on_alert: what a fired rule does besides being recorded: ``"log"`` (nothing more), ``"pause"``
             (``StepResult.should_pause``; rules with ``pause=True`` always pause), or a callable
             ``fn(monitor, alert)`` (the monitor first, as for ``on_snapshot``).
+        tensorboard: a TensorBoard log directory that mirrors the run live: every scalar, each snapshot's
+            sample grid and the alerts (the live worker's analysis scalars too). Needs ``evolens[tensorboard]``.
         shard_probes: distributed training: every rank samples its share of the probes (``Probes.shard``) and
             rank 0 gathers the shares into one snapshot (faster sampling of large probe sets). The sample
             function must then draw its noise from the probes (``noise``, ``noise_at``, ``generators``, as the
@@ -168,6 +170,7 @@ class Monitor:
         on_alert: str | Callable[..., Any] = "log",
         analyze: Any = None,
         shard_probes: bool = False,
+        tensorboard: str | os.PathLike | None = None,
     ) -> None:
         if not callable(sample_fn):
             raise InputError(f"sample_fn: expected a callable sample_fn(probes) -> samples, received {describe(sample_fn)}")
@@ -206,7 +209,18 @@ class Monitor:
             **dict(config or {}),
         }
         self._reader: Run | None = None  # opened on the first rule check
+        mirror = None
+        if tensorboard is not None:
+            from ..integrations.tensorboard import TensorBoardMirror
+
+            mirror = TensorBoardMirror(tensorboard)
+            if analyze is not None and analyze.tensorboard is None:
+                import dataclasses
+
+                analyze = dataclasses.replace(analyze, tensorboard=str(tensorboard))
         self._writer = RunWriter(run_dir, kind="capture", name=name, config=run_config)
+        if mirror is not None:
+            self._writer.add_mirror(mirror)
         self.run_dir = self._writer.run_dir
         self._captured = set(self._writer.captured_steps())
         self._probe_fingerprint = probes.fingerprint() if probes is not None else None

@@ -16,7 +16,7 @@ import numpy as np
 from ..errors import InputError
 from ..store.run import Run, opened
 
-__all__ = ["export_tensorboard"]
+__all__ = ["TensorBoardMirror", "export_tensorboard"]
 
 MARKED_LEVELS = ("alert", "warning", "error")
 
@@ -96,3 +96,55 @@ def _add_projector(writer: Any, run: Run, encoder: Any) -> None:
         images = np.nan_to_num(images, nan=0.5).clip(0.0, 1.0)
     writer.add_embedding(features, metadata=metadata, global_step=step, tag=f"samples@{encoder.id}",
                          label_img=None if images is None else torch.from_numpy(np.ascontiguousarray(images)))
+
+
+class TensorBoardMirror:
+    """Mirrors a run into TensorBoard while it is written (``Monitor(tensorboard=logdir)``; the live worker
+    mirrors its analysis scalars into the same ``logdir``): every scalar, each snapshot's sample grid as the image
+    ``samples``, and alerts, warnings, pauses and interventions as text under ``events``.
+
+    Args:
+        logdir: the TensorBoard log directory (created).
+        max_images: samples per snapshot in the image grid.
+        flush_secs: how often the event file is flushed (seconds).
+    """
+
+    def __init__(self, logdir: str | os.PathLike, *, max_images: int = 64, flush_secs: float = 10.0) -> None:
+        if not isinstance(logdir, (str, os.PathLike)):
+            raise InputError(f"tensorboard: expected a log directory path, received {type(logdir).__name__} {logdir!r}")
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as exc:  # tensorboard is an optional extra
+            raise InputError(f"tensorboard: mirroring to TensorBoard needs the tensorboard package "
+                             f"(pip install 'evolens[tensorboard]'); {exc}") from exc
+        self.logdir, self.max_images = Path(logdir), int(max_images)
+        self._writer = SummaryWriter(log_dir=str(self.logdir), flush_secs=int(flush_secs))
+
+    def scalars(self, step: int, values: dict[str, float | None]) -> None:
+        """Add each value (NaN for a missing one) at ``step``."""
+        for name, value in values.items():
+            self._writer.add_scalar(name, float("nan") if value is None else value, global_step=step)
+
+    def snapshot(self, step: int, samples: np.ndarray) -> None:
+        """Add the grid of the first ``max_images`` samples (image-like samples only)."""
+        from ..views.data import samples_as_images
+        from ..views.grid import images_to_grid
+
+        images = samples_as_images(np.asarray(samples)[: self.max_images])
+        if images is not None:
+            grid = images_to_grid(np.nan_to_num(images, nan=0.5).clip(0.0, 1.0))
+            self._writer.add_image("samples", grid, global_step=step, dataformats="HWC" if grid.ndim == 3 else "HW")
+
+    def event(self, step: int | None, kind: str, level: str, message: str) -> None:
+        """Add alerts, warnings, errors, pauses, resumes and interventions as text."""
+        from ..views.data import MARKED_EVENT_KINDS
+
+        if level in MARKED_LEVELS or kind in MARKED_EVENT_KINDS:
+            self._writer.add_text("events", f"**{kind}** ({level}): {message}", global_step=step or 0)
+
+    def close(self) -> None:
+        """Flush and close the event file."""
+        self._writer.close()
+
+    def __repr__(self) -> str:
+        return f"TensorBoardMirror({str(self.logdir)!r})"

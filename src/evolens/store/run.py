@@ -326,6 +326,11 @@ class Run:
         images, labels = check_reference(name, images, labels)
         return self._analysis_writer().write_reference(name, images, labels, meta)
 
+    def add_mirror(self, mirror: Any) -> None:
+        """Mirror what analyses append to this run (scalars, events) to ``mirror``, e.g. an
+        ``evolens.integrations.tensorboard.TensorBoardMirror``; see ``RunWriter.add_mirror``."""
+        self._analysis_writer().add_mirror(mirror)
+
     def add_scalars(self, step: int, values: Mapping[str, float]) -> None:
         """Append analysis scalars (e.g. ``{"quality/fid@pixels:train": 12.3}``) at ``step``; a re-analysis
         supersedes."""

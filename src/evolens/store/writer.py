@@ -21,6 +21,7 @@ import platform
 import socket
 import sqlite3
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
@@ -152,6 +153,7 @@ class RunWriter:
         self.kind = kind
         self.conn: sqlite3.Connection | None = None
         self._lock_handle = None
+        self.mirrors: list[Any] = []
         config_json = to_json(_mapping(config, "config"), "config")
         if name is not None:
             check_name(name, "name")
@@ -317,6 +319,7 @@ class RunWriter:
                                  [(step, key, record.hash) for key, record in stored.items()])
         except sqlite3.IntegrityError as exc:
             raise InputError(f"step: a snapshot at step {step} is already stored in this run") from exc
+        self._mirror("snapshot", step, samples)
         return checked
 
     def _scalar_rows(self, step: int, values: Mapping[str, Any], now: float) -> tuple[list[tuple], list[str]]:
@@ -354,6 +357,7 @@ class RunWriter:
                     f"scalars: {sorted(values)} at step {step} were already logged in this session; "
                     "log each name once per step"
                 ) from exc
+            self._mirror("scalars", step, {row[0]: row[3] for row in rows})
         return nonfinite
 
     def write_analysis_step(self, analysis: str, context: Mapping[str, Any], step: int,
@@ -374,6 +378,8 @@ class RunWriter:
                              " VALUES (?, ?, ?, ?, ?)", rows)
             conn.execute("INSERT INTO analysis_steps(analysis, context, step, session_id, created_at)"
                          " VALUES (?, ?, ?, ?, ?)", (analysis, context_json, step, self.session_id, time.time()))
+        if rows:
+            self._mirror("scalars", step, {row[0]: row[3] for row in rows})
 
     def write_event(
         self,
@@ -398,7 +404,31 @@ class RunWriter:
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (self.session_id, step, time.time(), kind, level, message, data_json),
             )
+        self._mirror("event", step, kind, level, message)
         return int(cursor.lastrowid)
+
+    # -- mirrors ---------------------------------------------------------------------------------------
+    def add_mirror(self, mirror: Any) -> None:
+        """Send what this writer commits to ``mirror`` as well (e.g. TensorBoard): ``mirror.scalars(step,
+        {name: value})``, ``mirror.snapshot(step, samples)``, ``mirror.event(step, kind, level, message)`` after
+        each commit, ``mirror.close()`` on close. A mirror that fails is dropped with a warning; the run goes on."""
+        if not all(callable(getattr(mirror, m, None)) for m in ("scalars", "snapshot", "event", "close")):
+            raise InputError(f"mirror: expected an object with scalars, snapshot, event and close methods, "
+                             f"received {describe(mirror)}")
+        self.mirrors.append(mirror)
+
+    def _mirror(self, method: str, *args: Any) -> None:
+        for mirror in list(self.mirrors):
+            try:
+                getattr(mirror, method)(*args)
+            except Exception as exc:  # a mirror never harms the run or the training that writes it
+                self.mirrors.remove(mirror)
+                warnings.warn(f"evolens: stopped mirroring to {mirror!r} after an error ({exc!r}); the run itself "
+                              "is unaffected", RuntimeWarning, stacklevel=3)
+                try:
+                    mirror.close()
+                except Exception:
+                    pass
 
     def write_reference(
         self,
@@ -471,6 +501,12 @@ class RunWriter:
     def close(self) -> None:
         """Close the database and release the writer lock. Safe to call twice. A capture session records its
         end (a ``capture_end`` event), so live analysis knows no more snapshots will come from it."""
+        for mirror in self.mirrors:
+            try:
+                mirror.close()
+            except Exception:
+                pass
+        self.mirrors = []
         if self.conn is not None:
             if self.kind == "capture" and getattr(self, "session_id", None) is not None:
                 try:
