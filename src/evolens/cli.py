@@ -8,6 +8,7 @@
     evolens proximity RUN     memorisation metrics per snapshot (copy rate, NN distance train vs held-out)
     evolens watch RUN|DIR     analyse every new snapshot live (quality, proximity, the map, rules)
     evolens export tensorboard RUN --logdir DIR   scalars, sample grids, alerts and the projector
+    evolens export wandb RUN --dir DIR            the same as a W&B offline run (wandb sync uploads it)
     evolens experiment NAME   run a paper reproduction (biased-generalization, attribute-bias, ple-loops,
                               ple-gmm, ple-fairness)
     evolens report RUN        one self-contained HTML file (offline): metrics, alerts, projection, samples
@@ -28,7 +29,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import EvolensError
+from .errors import EvolensError, InputError
 
 __all__ = ["main"]
 
@@ -187,8 +188,18 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    if args.format == "wandb":
+        from .integrations.wandb import export_wandb
+
+        if args.dir is None:
+            raise InputError("--dir: expected the directory to write the W&B offline run into")
+        path = export_wandb(args.run, args.dir, project=args.project)
+        print(f"wandb: {path} (offline; upload with: wandb sync {path})")
+        return 0
     from .integrations.tensorboard import export_tensorboard
 
+    if args.logdir is None:
+        raise InputError("--logdir: expected the TensorBoard log directory to write")
     logdir = export_tensorboard(args.run, args.logdir)
     print(f"tensorboard: {logdir} (tensorboard --logdir {logdir})")
     return 0
@@ -282,10 +293,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_watch)
 
-    p = sub.add_parser("export", help="export a run to another tool (tensorboard)")
-    p.add_argument("format", choices=["tensorboard"])
+    p = sub.add_parser("export", help="export a run to another tool (tensorboard, wandb)")
+    p.add_argument("format", choices=["tensorboard", "wandb"])
     p.add_argument("run")
-    p.add_argument("--logdir", required=True, help="TensorBoard log directory to write")
+    p.add_argument("--logdir", default=None, help="tensorboard: the log directory to write")
+    p.add_argument("--dir", default=None, help="wandb: the directory to write the offline run into")
+    p.add_argument("--project", default="evolens", help="wandb: the project name")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser("experiment", help="run a paper reproduction (e.g. biased-generalization)")
