@@ -1,7 +1,7 @@
 """evolens under Hugging Face accelerate: the Monitor is created on every process; rank 0 captures.
 
-    accelerate launch --cpu --num_processes 2 examples/accelerate_train.py RUN_DIR
     python -m torch.distributed.run --standalone --nproc_per_node 2 examples/accelerate_train.py RUN_DIR
+    accelerate launch --config_file CONFIG examples/accelerate_train.py RUN_DIR   # a MULTI_CPU or GPU config
 
 A tiny autoencoder prepared by ``Accelerator`` (multi-CPU, gloo). The sampler uses the unwrapped model. With
 ``--pause-at`` a rule on a snapshot metric pauses the run there: every process stops at the same step. Each

@@ -158,6 +158,15 @@ class EvolensCallback(pl.Callback):
         self._seen_metrics: dict[str, Any] = {}
         self._last_values: dict[str, tuple[int, float]] = {}
         self._referenced: set[str] = set()
+        self._references: list[tuple[str, Any, Any, Any]] = []
+
+    def add_reference(self, name: str, images: Any, labels: Any = None, meta: Mapping | None = None) -> None:
+        """Store a reference data set (e.g. the training data) in the run when training starts (on rank 0), as
+        ``Monitor.add_reference`` does; the arguments are checked now."""
+        from ..store.run import check_reference
+
+        images, labels = check_reference(name, images, labels)
+        self._references.append((name, images, labels, meta))
 
     # -- Lightning hooks ------------------------------------------------------------------------------
     def on_train_start(self, trainer: "pl.Trainer", pl_module: "pl.LightningModule") -> None:
@@ -225,6 +234,8 @@ class EvolensCallback(pl.Callback):
             self.monitor = _FollowerMonitor(self.run_dir, sample_fn, self.schedule, self.probes, **kwargs)
         else:
             self.monitor = Monitor(self.run_dir, sample_fn, self.schedule, self.probes, **kwargs)
+            for name, images, labels, meta in self._references:
+                self.monitor.add_reference(name, images, labels, meta)
 
     def _save_checkpoint(self, trainer: "pl.Trainer") -> Callable[[int], str]:
         def checkpoint(step: int) -> str:
