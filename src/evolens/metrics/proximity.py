@@ -18,8 +18,15 @@ from ._distances import knn_sq
 from .quality import _check_pair, check_features
 
 __all__ = [
+    "NNDivergence",
     "TrainHeldoutGap",
+    "authenticity",
     "copy_rate",
+    "data_copying_ct",
+    "extraction_rate",
+    "nn_divergence_bootstrap",
+    "nn_divergence_edges",
+    "normalized_l2",
     "nearest_neighbors",
     "nn_divergence",
     "sample_split_distance",
@@ -59,29 +66,188 @@ def copy_rate(generated: Any, train: Any, ratio: float = 1 / 3) -> float:
     return float(np.mean(distances[:, 0] < ratio * distances[:, 1]))
 
 
-def nn_divergence(generated: Any, train: Any, heldout: Any, bins: int = 20, eps: float = 1e-8) -> float:
-    """KL(P_gen || P_test) between histograms of nearest-training-sample distances (arXiv 2603.03469).
-
-    P_gen: distances of generated samples to their nearest training sample; P_test: the same for held-out
-    real samples. Both histograms share ``bins`` equal-width bins over the pooled range; probabilities are
-    clipped at ``eps`` as in the paper. ~0 when generated samples relate to the training set like fresh data;
-    large when they are copies of it (distances piled at 0).
-    """
+def _nn_distances(generated: Any, train: Any, heldout: Any) -> tuple[np.ndarray, np.ndarray]:
     # A histogram of one distance says nothing: every set needs two samples.
     generated, train = _pair(generated, train, "generated", "train", min_reference=2)
     heldout, _ = _pair(heldout, train, "heldout", "train", min_reference=2)
     if generated.shape[0] < 2 or heldout.shape[0] < 2:
         raise InputError(f"generated, heldout: expected at least 2 samples each, received shape={generated.shape} "
                          f"and shape={heldout.shape}")
-    if bins < 2:
-        raise InputError(f"bins: expected at least 2, received {bins}")
-    d_gen = nearest_neighbors(generated, train, 1)[0][:, 0]
-    d_test = nearest_neighbors(heldout, train, 1)[0][:, 0]
-    edges = np.linspace(min(d_gen.min(), d_test.min()), max(d_gen.max(), d_test.max()) + 1e-12, bins + 1)
+    return nearest_neighbors(generated, train, 1)[0][:, 0], nearest_neighbors(heldout, train, 1)[0][:, 0]
+
+
+def _check_edges(edges: Any) -> np.ndarray:
+    edges = np.asarray(edges, dtype=np.float64)
+    if edges.ndim != 1 or edges.size < 3 or np.isnan(edges).any() or not np.all(np.diff(edges) > 0):
+        raise InputError(f"edges: expected at least 3 strictly increasing bin edges, received {edges!r}")
+    return edges
+
+
+def _kl_histograms(d_gen: np.ndarray, d_test: np.ndarray, edges: np.ndarray, eps: float) -> float:
     p = np.histogram(d_gen, edges)[0] / d_gen.size
     q = np.histogram(d_test, edges)[0] / d_test.size
     p, q = np.clip(p, eps, None), np.clip(q, eps, None)
     return float(np.sum(p * np.log(p / q)))
+
+
+def nn_divergence_edges(train: Any, heldout: Any, bins: int = 20) -> np.ndarray:
+    """Bin edges for ``nn_divergence`` fixed once per analysis: the quantiles of the held-out items'
+    nearest-training distances (each bin holds ~1/bins of fresh data), the outer edges opened to 0 and +inf so
+    every distance falls in a bin. (bins + 1,) ascending; repeated quantiles are merged."""
+    if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 2:
+        raise InputError(f"bins: expected an integer >= 2, received {bins!r}")
+    heldout, train = _pair(heldout, train, "heldout", "train", min_reference=1)
+    if heldout.shape[0] < 2:
+        raise InputError(f"heldout: expected at least 2 samples, received shape={heldout.shape}")
+    d_test = nearest_neighbors(heldout, train, 1)[0][:, 0]
+    inner = np.unique(np.quantile(d_test, np.linspace(0, 1, int(bins) + 1)[1:-1]))
+    inner = inner[inner > 0]
+    return np.concatenate([[0.0], inner, [np.inf]])
+
+
+def nn_divergence(generated: Any, train: Any, heldout: Any, bins: int = 20, eps: float = 1e-8, *,
+                  edges: Any = None) -> float:
+    """KL(P_gen || P_test) between histograms of nearest-training-sample distances (arXiv 2603.03469).
+
+    P_gen: distances of generated samples to their nearest training sample; P_test: the same for held-out
+    real samples. Probabilities are clipped at ``eps`` as in the paper. ~0 when generated samples relate to the
+    training set like fresh data; large when they are copies of it (distances piled at 0).
+
+    Bins: with ``edges`` (e.g. ``nn_divergence_edges``, or the paper's fixed support) the same bins at every
+    snapshot, so values are comparable across training; without, ``bins`` equal-width bins over this call's
+    pooled range (the bins then move between calls).
+    """
+    d_gen, d_test = _nn_distances(generated, train, heldout)
+    if edges is not None:
+        return _kl_histograms(d_gen, d_test, _check_edges(edges), eps)
+    if bins < 2:
+        raise InputError(f"bins: expected at least 2, received {bins}")
+    edges = np.linspace(min(d_gen.min(), d_test.min()), max(d_gen.max(), d_test.max()) + 1e-12, bins + 1)
+    return _kl_histograms(d_gen, d_test, edges, eps)
+
+
+@dataclass(frozen=True)
+class NNDivergence:
+    """``nn_divergence`` with a percentile bootstrap confidence interval [low, high] at ``level``."""
+
+    value: float
+    low: float
+    high: float
+    level: float
+
+
+def nn_divergence_bootstrap(generated: Any, train: Any, heldout: Any, *, edges: Any, n_bootstrap: int = 200,
+                            level: float = 0.95, eps: float = 1e-8, seed: int = 0) -> NNDivergence:
+    """``nn_divergence`` on fixed ``edges`` with a bootstrap CI: generated and held-out distances are resampled
+    with replacement ``n_bootstrap`` times (the training set, whose nearest items define the distances, is
+    fixed). With few samples the KL is dominated by empty bins clipped at ``eps``; the interval shows it."""
+    if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, (int, np.integer)) or n_bootstrap < 10:
+        raise InputError(f"n_bootstrap: expected an integer >= 10, received {n_bootstrap!r}")
+    if not 0 < level < 1:
+        raise InputError(f"level: expected a number in (0, 1), received {level!r}")
+    edges = _check_edges(edges)
+    d_gen, d_test = _nn_distances(generated, train, heldout)
+    rng = np.random.default_rng(seed)
+    draws = np.array([
+        _kl_histograms(d_gen[rng.integers(0, d_gen.size, d_gen.size)], d_test[rng.integers(0, d_test.size, d_test.size)],
+                       edges, eps)
+        for _ in range(int(n_bootstrap))
+    ])
+    low, high = np.quantile(draws, [(1 - level) / 2, (1 + level) / 2])
+    return NNDivergence(_kl_histograms(d_gen, d_test, edges, eps), float(low), float(high), float(level))
+
+
+def authenticity(generated: Any, train: Any) -> float:
+    """Share of generated samples that are authentic (Alaa et al. 2022, as dgm-eval's ``authpct.py`` computes
+    it, as a fraction instead of a percentage).
+
+    For a generated sample, let d1 be its distance to its nearest training sample r, and d2 the distance of r
+    to r's own nearest *other* training sample. The sample is authentic when d2 < d1: it is farther from the
+    training data than the training data are from each other. Copies (d1 ~ 0) are never authentic; fresh
+    samples from the data distribution are authentic about half of the time.
+    """
+    generated, train = _pair(generated, train, "generated", "train", min_reference=2)
+    d_train = nearest_neighbors(train, train, 2)  # the first neighbour is the point itself (or an exact twin)
+    d2 = d_train[0][:, 1]
+    d1, nearest = nearest_neighbors(generated, train, 1)
+    return float(np.mean(d2[nearest[:, 0]] < d1[:, 0]))
+
+
+def data_copying_ct(generated: Any, train: Any, heldout: Any, *, n_cells: int = 3, tau: float | None = None,
+                    max_dim: int = 64, seed: int = 0) -> float:
+    """The C_T data-copying statistic of Meehan et al. 2020, as dgm-eval's ``ct.py`` computes it.
+
+    Features wider than ``max_dim`` are projected on the first ``max_dim`` principal components of the training
+    set; k-means (``n_cells`` cells, 10 restarts, seeded) on the training set partitions the space. In each
+    cell, the nearest-training-sample distances of generated (Q_m) and held-out (P_n) samples are compared by a
+    Mann-Whitney U test, Z-scored under the null: Z = (U - (nm/2 - 0.5)) / sqrt(nm(n+m+1)/12). C_T is the
+    average of the cells' Z weighted by their share of held-out samples, over the cells holding more than
+    ``tau`` (default 20/m) of the generated samples.
+
+    C_T << 0: generated samples are closer to the training data than fresh data is (data copying); >> 0:
+    underfitting; ~0: neither. NaN when no cell holds enough generated samples.
+    """
+    from scipy.stats import mannwhitneyu
+    from sklearn.cluster import KMeans
+    from sklearn.decomposition import PCA
+
+    generated, train = _pair(generated, train, "generated", "train", min_reference=2)
+    heldout, _ = _pair(heldout, train, "heldout", "train", min_reference=2)
+    if isinstance(n_cells, bool) or not isinstance(n_cells, (int, np.integer)) or not 1 <= n_cells <= train.shape[0]:
+        raise InputError(f"n_cells: expected an integer in [1, {train.shape[0]}], received {n_cells!r}")
+    m, n = generated.shape[0], heldout.shape[0]
+    tau = 20 / m if tau is None else float(tau)
+    if not 0 <= tau < 1:
+        raise InputError(f"tau: expected a share in [0, 1), received {tau!r}")
+    train, heldout, generated = (x.astype(np.float64) for x in (train, heldout, generated))
+    if train.shape[1] > max_dim:
+        pca = PCA(n_components=max_dim, random_state=seed).fit(train)
+        train, heldout, generated = pca.transform(train), pca.transform(heldout), pca.transform(generated)
+    cells = KMeans(n_clusters=int(n_cells), n_init=10, random_state=seed).fit(train)
+    t_cells, p_cells, q_cells = cells.labels_, cells.predict(heldout), cells.predict(generated)
+    z, p_share, q_share = np.zeros(n_cells), np.zeros(n_cells), np.zeros(n_cells)
+    for cell in range(int(n_cells)):
+        t_in, p_in, q_in = train[t_cells == cell], heldout[p_cells == cell], generated[q_cells == cell]
+        p_share[cell], q_share[cell] = p_in.shape[0] / n, q_in.shape[0] / m
+        if p_in.shape[0] == 0 or t_in.shape[0] == 0:
+            raise InputError(f"n_cells: cell {cell} of {n_cells} holds no held-out or no training sample; use fewer "
+                             "cells or more held-out data")
+        if q_in.shape[0] == 0:
+            continue
+        l_q = nearest_neighbors(q_in, t_in, 1)[0][:, 0]
+        l_p = nearest_neighbors(p_in, t_in, 1)[0][:, 0]
+        u = mannwhitneyu(l_q, l_p, alternative="less").statistic
+        nq, np_ = l_q.size, l_p.size
+        z[cell] = (u - (np_ * nq / 2 - 0.5)) / np.sqrt(np_ * nq * (np_ + nq + 1) / 12)
+    kept = q_share > tau
+    if not kept.any():
+        return float("nan")
+    return float(p_share[kept] @ z[kept] / p_share[kept].sum())
+
+
+def normalized_l2(generated: Any, train: Any, *, n_neighbors: int = 50, alpha: float = 0.5) -> np.ndarray:
+    """Carlini et al. 2023's normalised distance of each generated sample to its nearest training sample:
+    l2(x_gen, x_nn) / (alpha * mean l2(x_gen, y) over the ``n_neighbors`` nearest training samples y). Small when
+    a sample is much nearer to one training item than to its neighbourhood (an extracted copy). (n,) array."""
+    if isinstance(n_neighbors, bool) or not isinstance(n_neighbors, (int, np.integer)) or n_neighbors < 2:
+        raise InputError(f"n_neighbors: expected an integer >= 2, received {n_neighbors!r}")
+    if not alpha > 0:
+        raise InputError(f"alpha: expected a positive number, received {alpha!r}")
+    generated, train = _pair(generated, train, "generated", "train", min_reference=2)
+    k = min(int(n_neighbors), train.shape[0])
+    distances, _ = nearest_neighbors(generated, train, k)
+    scale = alpha * distances.mean(axis=1)
+    return np.where(scale > 0, distances[:, 0] / np.where(scale > 0, scale, 1.0), 0.0)
+
+
+def extraction_rate(generated: Any, train: Any, *, threshold: float = 1 / 3, n_neighbors: int = 50,
+                    alpha: float = 0.5) -> float:
+    """Share of generated samples whose ``normalized_l2`` is below ``threshold`` (Carlini et al. 2023's
+    extraction criterion with their n = 50, alpha = 0.5; the paper sets the threshold per study, evolens's
+    default 1/3 matches the copy criterion's ratio)."""
+    if not threshold > 0:
+        raise InputError(f"threshold: expected a positive number, received {threshold!r}")
+    return float(np.mean(normalized_l2(generated, train, n_neighbors=n_neighbors, alpha=alpha) < threshold))
 
 
 @dataclass(frozen=True)
@@ -131,8 +297,9 @@ def standardize_images(images: Any, name: str = "images") -> np.ndarray:
     return np.where(std > 0, (x - mean) / np.where(std > 0, std, 1.0), 0.0).reshape(x.shape[0], -1)
 
 
-def sample_split_distance(samples_a: Any, samples_b: Any, space: Any = "pixels", *, return_all: bool = False):
-    """Median cosine distance (1 - cos) between probe-paired samples of two models (arXiv 2603.03469).
+def sample_split_distance(samples_a: Any, samples_b: Any, space: Any = "pixels", *, return_all: bool = False,
+                          reduce: str = "median"):
+    """Cosine distance (1 - cos) between probe-paired samples of two models (arXiv 2603.03469).
 
     Args:
         samples_a, samples_b: the two models' samples for the same probes, row i paired with row i.
@@ -140,9 +307,13 @@ def sample_split_distance(samples_a: Any, samples_b: Any, space: Any = "pixels",
             With ``space="features"``: feature arrays (n, d), compared as they are.
             With an encoder (name or instance): images embedded by it, then compared.
         return_all: also return the per-pair distances.
+        reduce: ``"median"`` of the per-pair distances (robust), or ``"mean"``: 1 - mean cosine, the paper's
+            estimator (``sample_split_inference.py``: mean similarity over the samples of a model pair).
 
     0 for identical samples; ~1 for unrelated ones (cosine ~0); up to 2 for opposite ones.
     """
+    if reduce not in ("median", "mean"):
+        raise InputError(f"reduce: expected 'median' or 'mean', received {reduce!r}")
     if space == "pixels":
         a, b = standardize_images(samples_a, "samples_a"), standardize_images(samples_b, "samples_b")
     elif space == "features":
@@ -159,5 +330,5 @@ def sample_split_distance(samples_a: Any, samples_b: Any, space: Any = "pixels",
     norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
     cosine = np.where(norms > 0, np.einsum("ij,ij->i", a, b) / np.where(norms > 0, norms, 1.0), 0.0)
     distances = 1.0 - cosine
-    median = float(np.median(distances))
-    return (median, distances) if return_all else median
+    value = float(np.median(distances)) if reduce == "median" else float(1.0 - np.mean(cosine))
+    return (value, distances) if return_all else value
