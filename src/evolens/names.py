@@ -42,7 +42,13 @@ NN_DISTANCE_HELDOUT = "nn_distance_heldout"
 NN_RATIO = "nn_ratio"  # median distance to train / to held-out: < 1 when samples sit closer to the training data
 CLOSER_TO_TRAIN = "closer_to_train"  # share of samples nearer to a training than to a held-out sample (~0.5 fair)
 NN_DIVERGENCE = "nn_divergence"
+NN_DIVERGENCE_LOW, NN_DIVERGENCE_HIGH = "nn_divergence_low", "nn_divergence_high"  # 95% bootstrap interval
+AUTHENTICITY = "authenticity"  # Alaa et al. 2022: share of samples farther from the data than its own spacing
+DATA_COPYING_CT = "data_copying_ct"  # Meehan et al. 2020: Z statistic, << 0 data copying, >> 0 underfitting
+EXTRACTION_RATE = "extraction_rate"  # Carlini et al. 2023: share with normalised l2 below the threshold
 SPLIT_DISTANCE = "split_distance"
+SCORE_AGREEMENT_TRAIN = "score_agreement_train"  # cosine of two models' ε-predictions on A's training images
+SCORE_AGREEMENT_TEST = "score_agreement_test"
 
 # attribute metrics
 SHARE = "share"
@@ -59,10 +65,10 @@ LOSS = "loss"
 HELDOUT_LOSS = "heldout_loss"
 
 # Which way is better, for the views' titles.
-LOWER_IS_BETTER = frozenset({FID, KID, CMMD, COPY_RATE, NN_DIVERGENCE, CLOSER_TO_TRAIN, DIVERGENCE_TV,
+LOWER_IS_BETTER = frozenset({FID, KID, CMMD, COPY_RATE, NN_DIVERGENCE, EXTRACTION_RATE, CLOSER_TO_TRAIN, DIVERGENCE_TV,
                              DIVERGENCE_TV_BY_CLASS, LOSS, HELDOUT_LOSS, NONFINITE_SAMPLES})
 HIGHER_IS_BETTER = frozenset({PRECISION, RECALL, DENSITY, COVERAGE, VENDI, TARGET_SUCCESS, PRESERVATION,
-                              NN_DISTANCE_TRAIN, NN_RATIO})
+                              NN_DISTANCE_TRAIN, NN_RATIO, AUTHENTICITY})
 
 
 @dataclass(frozen=True)

@@ -204,7 +204,7 @@ monitor = evolens.Monitor(sys.argv[1], lambda p: torch.from_numpy(state["t"] * d
                           every=1, analyze=live, probes=evolens.Probes.from_noise(40, 2, num_classes=10))
 monitor.add_reference("train", data.images[:200], data.labels[:200])
 for step in range(int(sys.argv[2])):
-    state["t"] = step / 20
+    state["t"] = step / int(sys.argv[2])
     monitor.step(step, loss=1.0 / (step + 1))
     time.sleep(0.4)
 monitor.close()
@@ -218,7 +218,7 @@ def test_dashboard_shows_live_analysis_while_a_run_trains(browser, serve, tmp_pa
     import sys
 
     root = tmp_path / "live-analysis"
-    trainer = subprocess.Popen([sys.executable, "-c", LIVE_TRAINER, str(root / "run"), "20"])
+    trainer = subprocess.Popen([sys.executable, "-c", LIVE_TRAINER, str(root / "run"), "40"])  # ~16 s of training
     try:
         while not (root / "run" / "runs.sqlite").exists():
             time.sleep(0.1)

@@ -7,8 +7,16 @@ Per snapshot, in the feature space of ``encoder`` (``pixels`` by default, where 
 - with a held-out reference: ``nn_distance_heldout`` (median distance to the nearest held-out item),
   ``nn_ratio`` = train / held-out median (< 1: closer to the training data than fresh data is) and
   ``closer_to_train`` (the share nearer to a training item; ~0.5 for a model that generalises) when the two
-  sets have about the same size, and ``nn_divergence`` (KL between the distance histograms of samples and of
-  held-out items to the training set).
+  sets have about the same size, ``nn_divergence`` (KL between the distance histograms of samples and of
+  held-out items to the training set, on bins fixed once per analysis at the held-out distances' quantiles) with
+  its 95% bootstrap interval ``nn_divergence_low``/``_high``, and the C_T data-copying statistic
+  ``data_copying_ct`` (Meehan et al. 2020; with at least 60 samples per snapshot, since it only counts k-means
+  cells holding more than 20/m of the samples);
+- ``authenticity`` (Alaa et al. 2022) and ``extraction_rate`` (Carlini et al. 2023's normalised l2 below 1/3).
+
+Evidence: each sample's ``NEAREST_K`` nearest training items (distances and indices) are stored per snapshot
+(derived kind ``nearest-train``), so a view can show a sample beside what it is close to
+(``nearest_training``).
 
 Names are ``proximity/<metric>@<encoder id>~<reference>``.
 """
@@ -28,9 +36,31 @@ from ..store.run import Run, opened
 from ._base import AnalysisResult, check_reference_name, choose_steps, per_snapshot
 from .embedding import embedding
 
-__all__ = ["proximity"]
+__all__ = ["NEAREST_K", "nearest_training", "proximity"]
 
 DEFAULT_HELDOUT = "heldout"
+NEAREST_K = 5  # nearest training items stored per sample as evidence
+CT_MIN_SAMPLES = 60  # C_T keeps cells holding more than 20/m of the samples: below 60 samples hardly any cell does
+
+
+def nearest_training(run: Run | str | os.PathLike, step: int, *, encoder: str | Encoder = "pixels",
+                     reference: str = "train") -> tuple[np.ndarray, np.ndarray] | None:
+    """The stored evidence of snapshot ``step``: (distances (n, k), indices (n, k) into the reference set) of
+    each sample's nearest reference items in ``encoder``'s space, or None when the proximity analysis has not
+    stored them."""
+    from ..store.derived import NEAREST_TRAIN
+
+    encoder_id = encoder if isinstance(encoder, str) else encoder.id
+    if isinstance(encoder, str):
+        encoder_id = get_encoder(encoder).id
+    with opened(run) as run:
+        check_reference_name(run, reference)
+        source = run.reference_hash(reference)
+        distances = run.derived(NEAREST_TRAIN, encoder_id=encoder_id, source=source,
+                                params={"k": NEAREST_K, "part": "distance"}, step=step)
+        indices = run.derived(NEAREST_TRAIN, encoder_id=encoder_id, source=source,
+                              params={"k": NEAREST_K, "part": "index"}, step=step)
+    return None if distances is None or indices is None else (distances, indices)
 
 
 def proximity(
@@ -69,7 +99,8 @@ def proximity(
             heldout = None
         chosen = choose_steps(run, steps)
         result = AnalysisResult("proximity", encoder.id, reference)
-        context = {"encoder": encoder.id, "reference": reference, "heldout": heldout, "ratio": ratio, "bins": bins}
+        context = {"encoder": encoder.id, "reference": reference, "heldout": heldout, "ratio": ratio, "bins": bins,
+                   "version": 2}
         if heldout is None:
             result.skipped["heldout"] = "no held-out reference set: nn_distance_heldout, nn_ratio, nn_divergence skipped"
 
@@ -86,18 +117,46 @@ def proximity(
             if held is not None and not comparable:
                 result.skipped["nn_ratio"] = (f"train ({train.shape[0]}) and held-out ({held.shape[0]}) sets differ "
                                               "in size by more than 10%")
+            # computed once per analysis: the same bins, spacing and cells judge every snapshot
+            many = train.shape[0] >= 2
+            spacing = P.training_spacing(train) if many else None
+            edges = P.nn_divergence_edges(train, held, bins) if (held is not None and held.shape[0] >= 2) else None
+            partition = None
+            if held is not None and many and train.shape[0] >= 3:
+                partition = P.ct_partition(train, seed=0)
+            source = run.reference_hash(reference)
+            k = min(NEAREST_K, train.shape[0])
 
             def compute(step: int) -> dict[str, float]:
+                from ..store.derived import NEAREST_TRAIN
+
                 if step not in embedded.snapshots:
                     result.skipped[f"step={step}"] = "non-finite samples"
                     return {}
                 fake = embedded.snapshots[step]
-                values = {name(N.NN_DISTANCE_TRAIN): float(np.median(P.nearest_neighbors(fake, train, 1)[0]))}
-                if train.shape[0] >= 2:
+                distances, indices = P.nearest_neighbors(fake, train, k)
+                for part, array in (("distance", distances.astype(np.float32)), ("index", indices.astype(np.int64))):
+                    run.add_derived(NEAREST_TRAIN, array, encoder_id=encoder.id, source=source,
+                                    params={"k": NEAREST_K, "part": part}, step=step)
+                values = {name(N.NN_DISTANCE_TRAIN): float(np.median(distances[:, 0]))}
+                if many:
                     values[name(N.COPY_RATE)] = P.copy_rate(fake, train, ratio)
+                    values[name(N.AUTHENTICITY)] = P.authenticity(fake, train, train_spacing=spacing)
+                    values[name(N.EXTRACTION_RATE)] = P.extraction_rate(fake, train)
                 if held is not None:
                     values[name(N.NN_DISTANCE_HELDOUT)] = float(np.median(P.nearest_neighbors(fake, held, 1)[0]))
-                    values[name(N.NN_DIVERGENCE)] = P.nn_divergence(fake, train, held, bins=bins)
+                    if edges is not None and fake.shape[0] >= 2:
+                        ci = P.nn_divergence_bootstrap(fake, train, held, edges=edges, seed=step % 2**32)
+                        values[name(N.NN_DIVERGENCE)] = ci.value
+                        values[name(N.NN_DIVERGENCE_LOW)], values[name(N.NN_DIVERGENCE_HIGH)] = ci.low, ci.high
+                    if partition is not None and fake.shape[0] >= CT_MIN_SAMPLES:
+                        try:
+                            values[name(N.DATA_COPYING_CT)] = P.data_copying_ct(fake, train, held, partition=partition)
+                        except InputError as exc:  # a cell without held-out data: C_T is undefined here
+                            result.skipped[N.DATA_COPYING_CT] = str(exc)
+                    elif partition is not None:
+                        result.skipped[N.DATA_COPYING_CT] = (f"C_T needs at least {CT_MIN_SAMPLES} samples per "
+                                                             f"snapshot, received {fake.shape[0]}")
                     if comparable:
                         gap = P.train_heldout_gap(fake, train, held)
                         values[name(N.NN_RATIO)], values[name(N.CLOSER_TO_TRAIN)] = gap.ratio, gap.closer_to_train

@@ -18,8 +18,10 @@ from ._distances import knn_sq
 from .quality import _check_pair, check_features
 
 __all__ = [
+    "CTPartition",
     "NNDivergence",
     "TrainHeldoutGap",
+    "ct_partition",
     "authenticity",
     "copy_rate",
     "data_copying_ct",
@@ -32,6 +34,7 @@ __all__ = [
     "sample_split_distance",
     "standardize_images",
     "train_heldout_gap",
+    "training_spacing",
 ]
 
 
@@ -157,7 +160,7 @@ def nn_divergence_bootstrap(generated: Any, train: Any, heldout: Any, *, edges: 
     return NNDivergence(_kl_histograms(d_gen, d_test, edges, eps), float(low), float(high), float(level))
 
 
-def authenticity(generated: Any, train: Any) -> float:
+def authenticity(generated: Any, train: Any, *, train_spacing: Any = None) -> float:
     """Share of generated samples that are authentic (Alaa et al. 2022, as dgm-eval's ``authpct.py`` computes
     it, as a fraction instead of a percentage).
 
@@ -165,16 +168,55 @@ def authenticity(generated: Any, train: Any) -> float:
     to r's own nearest *other* training sample. The sample is authentic when d2 < d1: it is farther from the
     training data than the training data are from each other. Copies (d1 ~ 0) are never authentic; fresh
     samples from the data distribution are authentic about half of the time.
+
+    ``train_spacing``: the (n_train,) d2 of every training sample (``training_spacing(train)``), to compute once
+    when the same training set judges many snapshots.
     """
     generated, train = _pair(generated, train, "generated", "train", min_reference=2)
-    d_train = nearest_neighbors(train, train, 2)  # the first neighbour is the point itself (or an exact twin)
-    d2 = d_train[0][:, 1]
+    d2 = training_spacing(train) if train_spacing is None else np.asarray(train_spacing, dtype=np.float64)
+    if d2.shape != (train.shape[0],):
+        raise InputError(f"train_spacing: expected shape ({train.shape[0]},), received shape={d2.shape}")
     d1, nearest = nearest_neighbors(generated, train, 1)
     return float(np.mean(d2[nearest[:, 0]] < d1[:, 0]))
 
 
+def training_spacing(train: Any) -> np.ndarray:
+    """(n,) distance of every training sample to its nearest other training sample (exact twins: 0)."""
+    train = check_features(train, "train", min_samples=2)
+    return nearest_neighbors(train, train, 2)[0][:, 1]  # the first neighbour is the point itself (or a twin)
+
+
+@dataclass(frozen=True)
+class CTPartition:
+    """The cells of ``data_copying_ct``, fitted once on a training set (``ct_partition``)."""
+
+    pca: Any
+    kmeans: Any
+    n_cells: int
+    n_train: int
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        x = x.astype(np.float64)
+        return self.pca.transform(x) if self.pca is not None else x
+
+
+def ct_partition(train: Any, *, n_cells: int = 3, max_dim: int = 64, seed: int = 0) -> CTPartition:
+    """PCA to ``max_dim`` dimensions (when wider) and k-means cells on ``train``, as ``data_copying_ct`` fits
+    them; pass it as ``partition=`` to judge many snapshots against one training set."""
+    from sklearn.cluster import KMeans
+    from sklearn.decomposition import PCA
+
+    train = check_features(train, "train", min_samples=2).astype(np.float64)
+    if isinstance(n_cells, bool) or not isinstance(n_cells, (int, np.integer)) or not 1 <= n_cells <= train.shape[0]:
+        raise InputError(f"n_cells: expected an integer in [1, {train.shape[0]}], received {n_cells!r}")
+    pca = PCA(n_components=max_dim, random_state=seed).fit(train) if train.shape[1] > max_dim else None
+    reduced = pca.transform(train) if pca is not None else train
+    kmeans = KMeans(n_clusters=int(n_cells), n_init=10, random_state=seed).fit(reduced)
+    return CTPartition(pca, kmeans, int(n_cells), train.shape[0])
+
+
 def data_copying_ct(generated: Any, train: Any, heldout: Any, *, n_cells: int = 3, tau: float | None = None,
-                    max_dim: int = 64, seed: int = 0) -> float:
+                    max_dim: int = 64, seed: int = 0, partition: CTPartition | None = None) -> float:
     """The C_T data-copying statistic of Meehan et al. 2020, as dgm-eval's ``ct.py`` computes it.
 
     Features wider than ``max_dim`` are projected on the first ``max_dim`` principal components of the training
@@ -188,23 +230,22 @@ def data_copying_ct(generated: Any, train: Any, heldout: Any, *, n_cells: int = 
     underfitting; ~0: neither. NaN when no cell holds enough generated samples.
     """
     from scipy.stats import mannwhitneyu
-    from sklearn.cluster import KMeans
-    from sklearn.decomposition import PCA
 
     generated, train = _pair(generated, train, "generated", "train", min_reference=2)
     heldout, _ = _pair(heldout, train, "heldout", "train", min_reference=2)
-    if isinstance(n_cells, bool) or not isinstance(n_cells, (int, np.integer)) or not 1 <= n_cells <= train.shape[0]:
-        raise InputError(f"n_cells: expected an integer in [1, {train.shape[0]}], received {n_cells!r}")
     m, n = generated.shape[0], heldout.shape[0]
     tau = 20 / m if tau is None else float(tau)
     if not 0 <= tau < 1:
         raise InputError(f"tau: expected a share in [0, 1), received {tau!r}")
-    train, heldout, generated = (x.astype(np.float64) for x in (train, heldout, generated))
-    if train.shape[1] > max_dim:
-        pca = PCA(n_components=max_dim, random_state=seed).fit(train)
-        train, heldout, generated = pca.transform(train), pca.transform(heldout), pca.transform(generated)
-    cells = KMeans(n_clusters=int(n_cells), n_init=10, random_state=seed).fit(train)
-    t_cells, p_cells, q_cells = cells.labels_, cells.predict(heldout), cells.predict(generated)
+    if partition is None:
+        partition = ct_partition(train, n_cells=n_cells, max_dim=max_dim, seed=seed)
+    elif not isinstance(partition, CTPartition) or partition.n_train != train.shape[0]:
+        raise InputError(f"partition: expected ct_partition() of this training set ({train.shape[0]} rows), "
+                         f"received {partition!r}")
+    n_cells = partition.n_cells
+    train, heldout, generated = (partition.transform(x) for x in (train, heldout, generated))
+    t_cells = partition.kmeans.labels_
+    p_cells, q_cells = partition.kmeans.predict(heldout), partition.kmeans.predict(generated)
     z, p_share, q_share = np.zeros(n_cells), np.zeros(n_cells), np.zeros(n_cells)
     for cell in range(int(n_cells)):
         t_in, p_in, q_in = train[t_cells == cell], heldout[p_cells == cell], generated[q_cells == cell]

@@ -15,6 +15,9 @@ kind                              array                                       so
 ``projection-reference-coords``   (m, 2) map coordinates of reference points  projection id                   --
 ``projection-reference-labels``   (m,) labels of those reference points       projection id                   --
 ``projection-model``              the fitted map, serialised (uint8 bytes)    projection id                   --
+``nearest-train``                 (n, k) distances (params ``part: distance``)  reference images hash         step
+                                  or indices (``part: index``) of each
+                                  sample's k nearest reference items
 ================================  ==========================================  ==============================  ======
 
 Per-class reference quantities carry ``{"class": c}`` in their parameters.
@@ -32,9 +35,10 @@ PROJECTION_COORDS = "projection-coords"
 PROJECTION_REFERENCE_COORDS = "projection-reference-coords"
 PROJECTION_REFERENCE_LABELS = "projection-reference-labels"
 PROJECTION_MODEL = "projection-model"
+NEAREST_TRAIN = "nearest-train"
 
 DERIVED_KINDS = (FEATURES, FID_STATISTICS, PRDC_RADII, CMMD_REFERENCE_TERM, PROJECTION_COORDS, PROJECTION_REFERENCE_COORDS,
-                 PROJECTION_REFERENCE_LABELS, PROJECTION_MODEL)
+                 PROJECTION_REFERENCE_LABELS, PROJECTION_MODEL, NEAREST_TRAIN)
 
 
 def check_kind(kind: object) -> str:
