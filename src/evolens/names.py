@@ -46,7 +46,8 @@ NN_DIVERGENCE_LOW, NN_DIVERGENCE_HIGH = "nn_divergence_low", "nn_divergence_high
 AUTHENTICITY = "authenticity"  # Alaa et al. 2022: share of samples farther from the data than its own spacing
 DATA_COPYING_CT = "data_copying_ct"  # Meehan et al. 2020: Z statistic, << 0 data copying, >> 0 underfitting
 EXTRACTION_RATE = "extraction_rate"  # Carlini et al. 2023: share with normalised l2 below the threshold
-SPLIT_DISTANCE = "split_distance"
+SPLIT_DISTANCE = "split_distance"  # median over probes of (1 - cos) between two models' paired samples
+SPLIT_DISTANCE_MEAN = "split_distance_mean"  # 1 - mean cos: the paper's reduction
 SCORE_AGREEMENT_TRAIN = "score_agreement_train"  # cosine of two models' ε-predictions on A's training images
 SCORE_AGREEMENT_TEST = "score_agreement_test"
 

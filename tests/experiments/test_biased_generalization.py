@@ -7,7 +7,7 @@ import torch
 import evolens
 from evolens.capture import Probes
 from evolens.cli import main
-from evolens.experiments.models import DDPM, SmallUNet
+from evolens.experiments.models import DDPM, PaperUNet, SmallUNet
 
 pytestmark = pytest.mark.slow  # experiments, the demo and the Inception network: make test, not test-fast
 
@@ -33,16 +33,46 @@ def test_ddpm_loss_at_fixed_noise_is_the_noise_prediction_error():
     torch.testing.assert_close(ddpm.loss(x0, t, noise), expected)
 
 
-def test_tiny_experiment_writes_runs_figure_and_json(tmp_path, capsys):
-    assert main(["experiment", "biased-generalization", "--out", str(tmp_path), "--seeds", "0", "--steps", "30",
-                 "--every", "10", "--split-size", "32", "--sample-steps", "5", "--quiet"]) == 0
+def test_the_papers_sampler_is_the_full_ancestral_chain_with_beta_variance():
+    torch.manual_seed(0)
+    ddpm = DDPM(SmallUNet(width=8).eval(), T=20)
+    probes = Probes.from_noise(3, (1, 16, 16), seed=2)
+    ours = ddpm.sample(probes, 20, variance="beta", clamp=False)
+    # written out: x_{t-1} = (x_t - β_t / sqrt(1 - ᾱ_t) ε) / sqrt(1 - β_t) + sqrt(β_t) z_t, no noise at t = 0
+    x = probes.noise.clone()
+    with torch.no_grad():
+        for i in reversed(range(20)):
+            eps = ddpm.model(x, torch.full((3,), i))
+            b, ab = float(ddpm.betas[i]), float(ddpm.alpha_bar[i])
+            x = (x - b / (1 - ab) ** 0.5 * eps) / (1 - b) ** 0.5
+            if i > 0:
+                x = x + b ** 0.5 * probes.noise_at(i)
+    torch.testing.assert_close(ours, x, rtol=1e-5, atol=1e-5)
+    assert ddpm.sample(probes, 20).abs().max() <= 1.0  # the default clamps
+
+
+def test_paper_unet_has_the_papers_size():
+    unet = PaperUNet()
+    assert 3.9e6 < sum(p.numel() for p in unet.parameters()) < 4.2e6  # the paper's ~4.06 M
+    tiny = PaperUNet(base=8)
+    assert tiny(torch.randn(2, 1, 32, 32), torch.tensor([0, 999])).shape == (2, 1, 32, 32)
+
+
+def test_quick_experiment_writes_runs_figure_and_summary(tmp_path, capsys):
+    assert main(["experiment", "biased-generalization", "--quick", "--out", str(tmp_path), "--seeds", "0", "--quiet"]) == 0
     (folder,) = list(tmp_path.iterdir())
-    results = json.loads((folder / "results.json").read_text())
-    (seed,) = results["seeds"]
-    assert seed["steps"] == [0, 10, 20, 29] and len(seed["split_distance"]) == 4
-    assert seed["tau_cos"] in seed["steps"] and seed["tau_loss"] in seed["steps"]
-    assert (folder / "seed0.png").is_file()
-    run = evolens.open_run(seed["runs"][0])
-    assert np.isfinite(run.scalars("proximity/copy_rate")[1]).all()
-    assert run.events(kind="run_group") and run.events(kind="split_analysis")
-    assert "tau_cos=" in capsys.readouterr().out
+    summary = json.loads((folder / "summary.json").read_text())
+    (seed,) = summary["seeds"]
+    assert seed["steps"] == [0, 10, 20, 30, 39] and len(seed["split_distance"]) == 5
+    assert len(seed["pair_distances"]) == 3  # three splits, all pairs
+    assert seed["tau_cos"] in seed["steps"] and seed["tau_loss"] in seed["steps"] and seed["last_step"] == 39
+    assert seed["claim_holds"] == (seed["tau_cos"] < seed["tau_loss"] < 39)
+    assert set(seed["loss_bands"]) == {"t0.00-0.05", "t0.05-0.25", "t0.25-0.50", "t0.50-1.00"}
+    assert {"score_agreement/train_t200", "score_agreement/test_t800"} <= set(seed["score_agreement"])
+    assert {"copy_rate", "authenticity", "extraction_rate", "nn_divergence"} <= set(seed["memorisation"])
+    assert (folder / "seed0.png").is_file() and "τ_cos" in (folder / "report.md").read_text()
+    with evolens.open_run(seed["runs"][0]) as run:
+        steps, loss = run.scalars("heldout_loss")
+        assert steps.tolist() == [0, 10, 20, 30, 39] and np.isfinite(loss).all()
+        assert run.events(kind="run_group") and run.events(kind="split_analysis")
+        assert run.probe_ids(0).size == 16

@@ -88,6 +88,7 @@ def split(
     steps: Sequence[int] | None = None,
     loss: str = N.HELDOUT_LOSS,
     detector: BiasedGeneralizationOnset | None = None,
+    reduce: str = "median",
 ) -> SplitAnalysis:
     """Biased-generalization analysis of runs trained on disjoint splits with shared probes.
 
@@ -95,20 +96,23 @@ def split(
     ``sample_split_distance`` in ``encoder``'s space (``"pixels"``: standardised pixels, as in the paper; or an
     encoder) for each pair of runs; the curve is the median over pairs, stored in every run as
     ``proximity/split_distance@<space>``. Steps already analysed for the same members and space are read
-    back. The test-loss curve is the median over runs of the scalar ``loss`` at steps all runs logged. A
+    back. ``reduce`` is how one pair's per-probe distances become one number: ``"median"`` (robust) or
+    ``"mean"`` (1 - mean cosine, the paper's ``sample_split_inference.py``). The test-loss curve is the median over runs of the scalar ``loss`` at steps all runs logged. A
     ``split_analysis`` event records the report, plus a ``biased_generalization_onset`` alert when the
     detector fires (each written once for the same result).
     """
+    if reduce not in ("median", "mean"):
+        raise InputError(f"reduce: expected 'median' or 'mean', received {reduce!r}")
     opened_runs, own = _open_all(runs)
     try:
-        return _split(opened_runs, encoder, steps, loss, detector)
+        return _split(opened_runs, encoder, steps, loss, detector, reduce)
     finally:
         for run in own:
             run.close()
 
 
 def _split(opened: list[Run], encoder: Any, steps: Sequence[int] | None, loss: str,
-           detector: BiasedGeneralizationOnset | None) -> SplitAnalysis:
+           detector: BiasedGeneralizationOnset | None, reduce: str) -> SplitAnalysis:
     common = sorted(set.intersection(*(set(r.steps().tolist()) for r in opened)))
     if steps is not None:
         missing = sorted(set(int(s) for s in steps) - set(common))
@@ -118,9 +122,12 @@ def _split(opened: list[Run], encoder: Any, steps: Sequence[int] | None, loss: s
     if not common:
         raise InputError("runs: no snapshot step is common to all runs")
     space_id = encoder if isinstance(encoder, str) else getattr(encoder, "id", type(encoder).__name__)
-    name = N.scalar_name(N.PROXIMITY, N.SPLIT_DISTANCE, encoder=space_id)
+    metric = N.SPLIT_DISTANCE if reduce == "median" else N.SPLIT_DISTANCE_MEAN
+    name = N.scalar_name(N.PROXIMITY, metric, encoder=space_id)
     members = [str(r.path.resolve()) for r in opened]
     context = {"members": sorted(members), "space": space_id}
+    if reduce != "median":  # the median's context stays what it was, so earlier results are read back
+        context["reduce"] = reduce
     pairs = list(itertools.combinations(range(len(opened)), 2))
     done = set.intersection(*(r.analysed_steps("split", context) for r in opened))
     stored = dict(zip(*[a.tolist() for a in opened[0].scalars(name)])) if done else {}
@@ -132,7 +139,7 @@ def _split(opened: list[Run], encoder: Any, steps: Sequence[int] | None, loss: s
             continue
         reference_ids = opened[0].probe_ids(step)
         samples = [_paired(r, step, reference_ids)[0] for r in opened]
-        values = [sample_split_distance(samples[i], samples[j], space=encoder) for i, j in pairs]
+        values = [sample_split_distance(samples[i], samples[j], space=encoder, reduce=reduce) for i, j in pairs]
         for pair, value in zip(pairs, values):
             pair_curves[pair].append(value)
         distances.append(float(np.median(values)))

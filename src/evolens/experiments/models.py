@@ -71,6 +71,81 @@ class SmallUNet(nn.Module):
         return self.out(h)
 
 
+class SelfAttention(nn.Module):
+    """Single-head self-attention over the pixels of a feature map, with a residual connection."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.norm = nn.GroupNorm(8, channels)
+        self.attention = nn.MultiheadAttention(channels, num_heads=4, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        tokens = self.norm(x).flatten(2).transpose(1, 2)
+        out, _ = self.attention(tokens, tokens, tokens, need_weights=False)
+        return x + out.transpose(1, 2).reshape(n, c, h, w)
+
+
+class PaperUNet(nn.Module):
+    """The U-Net of the biased-generalization paper's CelebA part (``Utils/Unet.py``): base width ``base``,
+    multipliers 1-2-4, ``blocks`` residual blocks per level, self-attention at the 16² and 8² levels and in the
+    bottleneck, dropout 0.1 — about 4 M parameters at base 32 on (n, 1, 32, 32) images."""
+
+    def __init__(self, base: int = 32, multipliers: tuple[int, ...] = (1, 2, 4), blocks: int = 2,
+                 attention: tuple[bool, ...] = (False, True, True), channels: int = 1, dropout: float = 0.1) -> None:
+        super().__init__()
+        tdim = 4 * base
+        self.base = base
+        self.time = nn.Sequential(nn.Linear(base, tdim), nn.SiLU(), nn.Linear(tdim, tdim))
+        self.inp = nn.Conv2d(channels, base, 3, padding=1)
+        self.down, self.down_attention, self.downsample = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
+        widths, width = [base], base
+        for level, multiplier in enumerate(multipliers):
+            for _ in range(blocks):
+                self.down.append(ResBlock(width, base * multiplier, tdim, dropout))
+                width = base * multiplier
+                self.down_attention.append(SelfAttention(width) if attention[level] else nn.Identity())
+                widths.append(width)
+            if level < len(multipliers) - 1:
+                self.downsample.append(nn.Conv2d(width, width, 3, stride=2, padding=1))
+                widths.append(width)
+        self.mid1, self.mid_attention, self.mid2 = ResBlock(width, width, tdim, dropout), SelfAttention(width), \
+            ResBlock(width, width, tdim, dropout)
+        self.up, self.up_attention, self.upsample = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
+        for level, multiplier in reversed(list(enumerate(multipliers))):
+            for _ in range(blocks + 1):
+                self.up.append(ResBlock(width + widths.pop(), base * multiplier, tdim, dropout))
+                width = base * multiplier
+                self.up_attention.append(SelfAttention(width) if attention[level] else nn.Identity())
+            if level > 0:
+                self.upsample.append(nn.Conv2d(width, width, 3, padding=1))
+        self.out = nn.Sequential(nn.GroupNorm(8, width), nn.SiLU(), nn.Conv2d(width, channels, 3, padding=1))
+        self.blocks, self.levels = blocks, len(multipliers)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        temb = self.time(timestep_embedding(t, self.base))
+        h = self.inp(x)
+        skips = [h]
+        block = 0
+        for level in range(self.levels):
+            for _ in range(self.blocks):
+                h = self.down_attention[block](self.down[block](h, temb))
+                skips.append(h)
+                block += 1
+            if level < self.levels - 1:
+                h = self.downsample[level](h)
+                skips.append(h)
+        h = self.mid2(self.mid_attention(self.mid1(h, temb)), temb)
+        block = 0
+        for level in range(self.levels):
+            for _ in range(self.blocks + 1):
+                h = self.up_attention[block](self.up[block](torch.cat([h, skips.pop()], 1), temb))
+                block += 1
+            if level < self.levels - 1:
+                h = self.upsample[level](F.interpolate(h, scale_factor=2.0, mode="nearest"))
+        return self.out(h)
+
+
 class DDPM:
     """Linear-beta DDPM with ``T`` steps (betas 1e-4 .. 0.02) around an ε-predicting network."""
 
@@ -92,8 +167,20 @@ class DDPM:
         return ((self.model(xt, t) - noise) ** 2).mean(dim=(1, 2, 3))
 
     @torch.no_grad()
-    def sample(self, probes: Probes, sample_steps: int = 100) -> torch.Tensor:
-        """Ancestral sampling on a respaced schedule from the probes' x_T and per-step noise; images in [-1, 1]."""
+    def sample(self, probes: Probes, sample_steps: int = 100, *, variance: str = "posterior",
+               clamp: bool = True) -> torch.Tensor:
+        """Ancestral sampling from the probes' x_T and per-step noise (``probes.noise_at``).
+
+        Args:
+            sample_steps: reverse steps; fewer than ``T`` respaces the schedule (Nichol & Dhariwal 2021).
+            variance: ``"posterior"`` (σ² = β̃, the posterior variance) or ``"beta"`` (σ² = β_t).
+            clamp: clamp the final sample to [-1, 1].
+
+        The paper's sampler (arXiv 2603.03469, ``Utils/Diffusion.py``) is ``sample_steps=T, variance="beta",
+        clamp=False``: the full ancestral chain, σ_t² = β_t, no noise at the last step, no clamp.
+        """
+        if variance not in ("posterior", "beta"):
+            raise ValueError(f"variance: expected 'posterior' or 'beta', received {variance!r}")
         use = torch.linspace(0, self.T - 1, sample_steps).round().long()
         alpha_bar = self.alpha_bar[use]
         prev = torch.cat([torch.ones(1, dtype=torch.float64), alpha_bar[:-1]])
@@ -105,11 +192,11 @@ class DDPM:
             ab, b = float(alpha_bar[i]), float(betas[i])
             mean = (x - b / math.sqrt(1 - ab) * eps) / math.sqrt(1 - b)
             if i > 0:
-                variance = b * (1 - float(prev[i])) / (1 - ab)  # posterior variance
-                x = mean + math.sqrt(variance) * probes.noise_at(i, device=self.device)
+                sigma2 = b * (1 - float(prev[i])) / (1 - ab) if variance == "posterior" else b
+                x = mean + math.sqrt(sigma2) * probes.noise_at(i, device=self.device)
             else:
                 x = mean
-        return x.clamp(-1.0, 1.0)
+        return x.clamp(-1.0, 1.0) if clamp else x
 
 
 class ConditionalVAE(nn.Module):

@@ -209,7 +209,9 @@ def ct_partition(train: Any, *, n_cells: int = 3, max_dim: int = 64, seed: int =
     train = check_features(train, "train", min_samples=2).astype(np.float64)
     if isinstance(n_cells, bool) or not isinstance(n_cells, (int, np.integer)) or not 1 <= n_cells <= train.shape[0]:
         raise InputError(f"n_cells: expected an integer in [1, {train.shape[0]}], received {n_cells!r}")
-    pca = PCA(n_components=max_dim, random_state=seed).fit(train) if train.shape[1] > max_dim else None
+    # dgm-eval projects on 64 components; fewer training samples than that allow fewer (its PCA would fail)
+    components = min(max_dim, train.shape[0])
+    pca = PCA(n_components=components, random_state=seed).fit(train) if train.shape[1] > components else None
     reduced = pca.transform(train) if pca is not None else train
     kmeans = KMeans(n_clusters=int(n_cells), n_init=10, random_state=seed).fit(reduced)
     return CTPartition(pca, kmeans, int(n_cells), train.shape[0])
