@@ -285,15 +285,20 @@ def plot_seed(result: SeedResult, path: Path) -> str:
     for tau, colour, name in ((result.tau_cos, "tab:blue", "τ_cos"), (result.tau_loss, "tab:red", "τ_loss")):
         if tau is not None:
             top.axvline(max(tau, 1), color=colour, alpha=0.5)
-            top.annotate(name, (max(tau, 1), top.get_ylim()[1]), color=colour, ha="center", va="bottom")
+            top.text(max(tau, 1), 0.97, f" {name} = {tau}", color=colour, ha="left", va="top",
+                     transform=top.get_xaxis_transform(), fontsize=9)
     verdict = "holds" if result.claim_holds else "does not hold"
     top.set_title(f"biased generalization, seed {result.seed}: τ_cos < τ_loss < end {verdict}")
-    top.legend(loc="upper left", fontsize=8)
-    twin.legend(loc="upper right", fontsize=8)
+    top.legend(loc="lower left", fontsize=8)  # the top edge carries the τ labels
+    twin.legend(loc="center left", fontsize=8)
+    trained = np.array(result.steps) > 0  # step 0: untrained networks, cosines ~0, off the log scale
     for name, values in sorted(result.score_agreement.items()):
         style = "-" if "/train_" in name else "--"
-        middle.plot(steps, values, style, label=name.split("/", 1)[1])
-    middle.set_ylabel("score agreement (cos)")
+        disagreement = np.clip(1 - np.array(values), 1e-6, None)
+        middle.plot(steps[trained], disagreement[trained], style, label=name.split("/", 1)[1])
+    middle.set_yscale("log")
+    middle.set_ylabel("score disagreement 1 − cos")
+    middle.set_title("two models' ε-predictions on A's training images (solid) vs test images (dashed)", fontsize=9)
     middle.legend(fontsize=7, ncol=2)
     memo = result.memorisation
     for metric in (N.COPY_RATE, N.AUTHENTICITY, N.EXTRACTION_RATE):
