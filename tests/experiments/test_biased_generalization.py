@@ -76,3 +76,20 @@ def test_quick_experiment_writes_runs_figure_and_summary(tmp_path, capsys):
         assert steps.tolist() == [0, 10, 20, 30, 39] and np.isfinite(loss).all()
         assert run.events(kind="run_group") and run.events(kind="split_analysis")
         assert run.probe_ids(0).size == 16
+
+
+def test_paper_scale_configuration_runs_at_tiny_size(tmp_path):
+    """--scale paper's path (PaperUNet on 32x32 digits, the full ancestral sampler with β variance, the loss over
+    every t), shrunk to a few steps: ready for a GPU, exercised on the CPU."""
+    from dataclasses import replace
+
+    from evolens.experiments.biased_generalization import PAPER, run_experiment
+
+    tiny = replace(PAPER, split_size=8, steps=4, every=2, n_probes=4, batch_size=4, width=8, T=10, loss_images=8,
+                   score_images=4)
+    summary = run_experiment(tmp_path, seeds=[0], config=tiny, device="cpu", progress=False)
+    (seed,) = summary["seeds"]
+    assert seed["steps"] == [0, 2, 3] and summary["config"]["unet"] == "paper"
+    with evolens.open_run(seed["runs"][0]) as run:
+        assert run.samples(3).shape == (4, 1, 32, 32)
+        assert run.config["sampler"] == "paper" and run.config["loss_timesteps"] is None
