@@ -100,3 +100,35 @@ def test_loop_rejects_bad_arguments():
     with pytest.raises(InputError, match="true_params"):
         parameter_error({"mean": 0.0}, {"var": 1.0})
     assert parameter_error({"mean": 1.0, "var": 2.0}, {"mean": 0.0, "var": 1.0})["total"] == pytest.approx(1.0)
+
+
+def test_accumulate_real_fraction_temperature_and_warm_start():
+    real = np.random.default_rng(0).normal(0.0, 1.0, size=(40, 1))
+    trainer = MLETrainer(Gaussian(1), steps=5, device="cpu")
+
+    def run(**kwargs):
+        return SelfConsumingLoop(trainer, real, generations=4, seed=1, progress=False, **kwargs).run()
+
+    # accumulate (Gerstgrasser et al. 2024): real + every earlier generation's samples
+    assert run(mode="accumulate").series("train/n").tolist() == [40, 80, 120, 160]
+    assert run(mode="synthetic-augmented").series("train/n").tolist() == [40, 80, 80, 80]
+    # a real-data fraction (Bertrand et al. 2024): the real set's size, a quarter of it real
+    mixed = SelfConsumingLoop(trainer, real, generations=3, seed=1, progress=False, real_fraction=0.25)
+    rng = np.random.default_rng(0)
+    data = mixed._training_set(1, [np.full((40, 1), 99.0, dtype=np.float32)], rng)
+    assert data.shape == (40, 1) and int((data == 99.0).sum()) == 30
+    assert set(data[data != 99.0].tolist()) <= set(real.astype(np.float32).ravel().tolist())
+    # temperature: samples pulled toward their mean, their spread scaled exactly by it
+    plain, biased = run(), run(temperature=0.5)
+    assert biased.series("diversity/std")[0] == pytest.approx(0.5 * plain.series("diversity/std")[0], rel=1e-5)
+    assert biased.series("params/var")[-1] < plain.series("params/var")[-1]
+    # warm start: with (almost) no optimisation, a warm-started generation keeps the previous weights, a fresh one
+    # re-initialises from its own data's moments
+    frozen = MLETrainer(Gaussian(1), steps=1, lr=1e-12, device="cpu")
+    warm = SelfConsumingLoop(frozen, real, generations=3, seed=1, progress=False, warm_start=True).run()
+    cold = SelfConsumingLoop(frozen, real, generations=3, seed=1, progress=False).run()
+    assert warm.series("params/var")[2] == pytest.approx(warm.series("params/var")[0], rel=1e-6)
+    assert cold.series("params/var")[2] != pytest.approx(cold.series("params/var")[0], rel=1e-3)
+    for bad in (dict(real_fraction=1.5), dict(real_fraction=0.5, mode="accumulate"), dict(temperature=0.0)):
+        with pytest.raises(InputError, match="real_fraction|temperature"):
+            SelfConsumingLoop(trainer, real, progress=False, **bad)

@@ -22,6 +22,13 @@ def test_ple_loops_writes_runs_and_summary(tmp_path):
     assert "| mle |" in (tmp_path / "report.md").read_text()
     with open_run(tmp_path / "gmm" / "ple-lam10-seed0") as run:
         assert run.steps().tolist() == [0, 1] and "param_error/total" in run.scalar_names()
+    # the loop variants of the later literature, each with every estimator
+    loops = summary["families"]["gaussian"]["loops"]
+    assert set(loops) == {"fully-synthetic", "accumulate", "real-fraction-0.5", "temperature-0.8", "warm-start"}
+    assert set(loops["accumulate"]) == {"mle", "ple-lam0.1", "ple-lam10"}
+    with open_run(tmp_path / "gaussian" / "accumulate" / "mle-seed0") as run:
+        assert run.config["mode"] == "accumulate" and run.scalars("train/n")[1].tolist() == [20, 40]
+    assert "accumulate loop" in (tmp_path / "report.md").read_text()
 
 
 def test_ple_gmm_grid(tmp_path):

@@ -148,6 +148,10 @@ class _Trainer:
         self.progress = bool(progress)
 
     def _fresh_model(self, x: torch.Tensor, generator: torch.Generator) -> nn.Module:
+        init = getattr(self, "_warm_start_from", None)
+        if init is not None:  # warm start: the previous fit's weights, no re-initialisation from the data
+            model = copy.deepcopy(init).to(self.device)
+            return model
         model = self.template() if not isinstance(self.template, nn.Module) else copy.deepcopy(self.template)
         if not isinstance(model, nn.Module):
             raise InputError(f"model: the factory returned {type(model).__name__}, expected a torch.nn.Module")
@@ -159,15 +163,23 @@ class _Trainer:
             model.init_from_data(x, generator=generator)
         return model
 
-    def fit(self, x: Any, seed: int | None = None) -> FitResult:
-        """Estimate the model from ``x`` (n, ...) float data; ``seed`` overrides the trainer's seed."""
+    def fit(self, x: Any, seed: int | None = None, *, init: nn.Module | None = None) -> FitResult:
+        """Estimate the model from ``x`` (n, ...) float data; ``seed`` overrides the trainer's seed; ``init``
+        (a fitted model, e.g. the previous generation's ``FitResult.model``) warm-starts from its weights
+        instead of a fresh initialisation."""
         seed = self.seed if seed is None else int(seed)
+        if init is not None and not isinstance(init, nn.Module):
+            raise InputError(f"init: expected a fitted torch.nn.Module (FitResult.model), received {type(init).__name__}")
         data = _as_tensor(x, self.device)
         start = time.perf_counter()
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            torch.manual_seed(seed)
-            generator = torch.Generator().manual_seed(seed)
-            result = self._fit(data, generator, seed)
+        self._warm_start_from = init
+        try:
+            with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+                torch.manual_seed(seed)
+                generator = torch.Generator().manual_seed(seed)
+                result = self._fit(data, generator, seed)
+        finally:
+            self._warm_start_from = None
         result.seconds = time.perf_counter() - start
         return result
 

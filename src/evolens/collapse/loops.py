@@ -5,7 +5,15 @@ data and every later generation g ≥ 1 on a data set that contains samples of g
 
 - ``"fully-synthetic"``: only the previous generation's samples;
 - ``"synthetic-augmented"``: the fixed real training set plus the previous generation's samples;
-- ``"fresh-data"``: a fresh draw of real data (from ``real_sampler``) plus the previous generation's samples.
+- ``"fresh-data"``: a fresh draw of real data (from ``real_sampler``) plus the previous generation's samples;
+- ``"accumulate"``: the real data plus the samples of *every* earlier generation (Gerstgrasser et al. 2024:
+  accumulating data, instead of replacing it, avoids collapse).
+
+Knobs from the later literature: ``real_fraction`` (Bertrand et al. 2024: each generation trains on a set of the
+real data's size of which this share is real, the rest synthetic), ``temperature`` (Alemohammad et al. 2023's
+sampling bias: every generation's samples are pulled toward their mean by this factor, < 1 trading diversity for
+quality as truncation does) and ``warm_start`` (each generation starts from the previous one's weights instead
+of a fresh initialisation).
 
 Each generation trains a *fresh* estimator (``trainer.fit``, an :class:`~evolens.collapse.MLETrainer` or
 :class:`~evolens.collapse.PLETrainer`), and the loop records, per generation, the estimated parameters
@@ -34,7 +42,7 @@ from ..metrics.quality import fid, prdc, vendi
 
 __all__ = ["LOOP_MODES", "LoopResult", "SelfConsumingLoop", "parameter_error"]
 
-LOOP_MODES = ("fully-synthetic", "synthetic-augmented", "fresh-data")
+LOOP_MODES = ("fully-synthetic", "synthetic-augmented", "fresh-data", "accumulate")
 
 
 def parameter_error(estimated: Mapping[str, float], true: Mapping[str, float]) -> dict[str, float]:
@@ -90,6 +98,11 @@ class SelfConsumingLoop:
         run_dir: write an evolens run there (optional); name, config: stored with it.
         seed: seeds every fit (seed + g) and every draw.
         progress: show a progress bar over generations.
+        real_fraction: with ``"fully-synthetic"`` or ``"fresh-data"``: generations g >= 1 train on n_real items, this
+            share of them real (drawn without replacement from the real set, or fresh from ``real_sampler``) and
+            the rest drawn from the previous generation's samples.
+        temperature: samples x of every generation become mean + temperature * (x - mean) (1: unbiased).
+        warm_start: generation g >= 1 starts from generation g - 1's fitted weights (``trainer.fit(init=...)``).
     """
 
     def __init__(
@@ -109,6 +122,9 @@ class SelfConsumingLoop:
         config: Mapping[str, Any] | None = None,
         seed: int = 0,
         progress: bool = True,
+        real_fraction: float | None = None,
+        temperature: float = 1.0,
+        warm_start: bool = False,
     ) -> None:
         if not hasattr(trainer, "fit"):
             raise InputError(f"trainer: expected an object with fit(x, seed=...), received {type(trainer).__name__}")
@@ -127,6 +143,15 @@ class SelfConsumingLoop:
             raise InputError("real_sampler: mode 'fresh-data' needs a callable (n, rng) -> fresh real data")
         if n_samples is not None and int(n_samples) < 2:
             raise InputError(f"n_samples: expected an integer ≥ 2, received {n_samples!r}")
+        if real_fraction is not None:
+            if mode not in ("fully-synthetic", "fresh-data"):
+                raise InputError(f"real_fraction: expected with mode 'fully-synthetic' or 'fresh-data' (mode {mode!r} "
+                                 "fixes its own mix), received real_fraction with it")
+            if isinstance(real_fraction, bool) or not isinstance(real_fraction, (int, float)) or not 0 < real_fraction < 1:
+                raise InputError(f"real_fraction: expected a share in (0, 1), received {real_fraction!r}")
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 < temperature < np.inf:
+            raise InputError(f"temperature: expected a positive finite number, received {temperature!r}")
+        self.real_fraction, self.temperature, self.warm_start = real_fraction, float(temperature), bool(warm_start)
         self.trainer, self.real, self.mode = trainer, real_arr, mode
         self.generations = int(generations)
         self.n_samples = int(n_samples) if n_samples is not None else real_arr.shape[0]
@@ -171,17 +196,30 @@ class SelfConsumingLoop:
             values[f"{N.QUALITY}/{N.NONFINITE_SAMPLES}"] = float((~np.isfinite(fake)).any(axis=1).sum())
         return values
 
-    def _training_set(self, g: int, previous: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
-        if g == 0 or previous is None:
-            return self.real
-        if self.mode == "fully-synthetic":
-            return previous
-        if self.mode == "synthetic-augmented":
-            return np.concatenate([self.real, previous.astype(np.float32)])
-        fresh = np.asarray(self.real_sampler(self.real.shape[0], rng), dtype=np.float32)
+    def _fresh_real(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        fresh = np.asarray(self.real_sampler(n, rng), dtype=np.float32)
         if fresh.shape[1:] != self.real.shape[1:]:
             raise InputError(f"real_sampler: expected samples of shape {self.real.shape[1:]}, received {fresh.shape}")
-        return np.concatenate([fresh, previous.astype(np.float32)])
+        return fresh
+
+    def _training_set(self, g: int, past: list[np.ndarray], rng: np.random.Generator) -> np.ndarray:
+        if g == 0 or not past:
+            return self.real
+        previous = past[-1]
+        if self.real_fraction is not None:
+            n = self.real.shape[0]
+            n_real = int(round(self.real_fraction * n))
+            real = (self._fresh_real(n_real, rng) if self.mode == "fresh-data"
+                    else self.real[rng.choice(n, n_real, replace=False)])
+            synthetic = previous[rng.choice(previous.shape[0], n - n_real, replace=previous.shape[0] < n - n_real)]
+            return np.concatenate([real, synthetic.astype(np.float32)])
+        if self.mode == "fully-synthetic":
+            return previous
+        if self.mode == "accumulate":
+            return np.concatenate([self.real, *[p.astype(np.float32) for p in past]])
+        if self.mode == "synthetic-augmented":
+            return np.concatenate([self.real, previous.astype(np.float32)])
+        return np.concatenate([self._fresh_real(self.real.shape[0], rng), previous.astype(np.float32)])
 
     def run(self) -> LoopResult:
         """Run every generation; return the per-generation records (and write the run when ``run_dir`` is set)."""
@@ -190,6 +228,8 @@ class SelfConsumingLoop:
             from ..store.writer import RunWriter
 
             config = {"kind": "self-consuming-loop", "mode": self.mode, "generations": self.generations,
+                      "real_fraction": self.real_fraction, "temperature": self.temperature,
+                      "warm_start": self.warm_start,
                       "method": getattr(self.trainer, "method", type(self.trainer).__name__),
                       "n_real": int(self.real.shape[0]), "n_samples": self.n_samples, "seed": self.seed,
                       **self.config}
@@ -198,13 +238,20 @@ class SelfConsumingLoop:
         result = LoopResult(run_dir=self.run_dir, mode=self.mode, method=getattr(self.trainer, "method", "mle"))
         real_features = self._features(self.real)
         rng = np.random.default_rng(self.seed)
-        previous: np.ndarray | None = None
+        past: list[np.ndarray] = []
+        previous_fit = None
         try:
             for g in tqdm(range(self.generations), desc=f"{result.method} {self.mode}", disable=not self.progress):
-                data = self._training_set(g, previous, rng)
+                data = self._training_set(g, past, rng)
                 start = time.perf_counter()
-                fit = self.trainer.fit(data, seed=self.seed * 1000 + g)
+                if self.warm_start and previous_fit is not None:
+                    fit = self.trainer.fit(data, seed=self.seed * 1000 + g, init=previous_fit.model)
+                else:
+                    fit = self.trainer.fit(data, seed=self.seed * 1000 + g)
                 samples = fit.sample(self.n_samples, seed=self.seed * 1000 + 500 + g)
+                if self.temperature != 1.0:  # sampling bias: pulled toward the mean (or pushed away, > 1)
+                    mean = samples.mean(axis=0, keepdims=True)
+                    samples = (mean + self.temperature * (samples - mean)).astype(samples.dtype)
                 row: dict[str, float] = {"train/n": float(data.shape[0]), "train/seconds": time.perf_counter() - start}
                 if fit.history.get("nll"):
                     row["train/nll"] = float(fit.history["nll"][-1])
@@ -221,7 +268,8 @@ class SelfConsumingLoop:
                     writer.write_scalars(g, row)
                     writer.write_event("generation", f"generation {g}: trained on {data.shape[0]} samples "
                                        f"({'real' if g == 0 else self.mode})", step=g)
-                previous = samples
+                past = past + [samples] if self.mode == "accumulate" else [samples]  # keep only what is used
+                previous_fit = fit
         finally:
             if writer is not None:
                 writer.close()

@@ -7,6 +7,10 @@ their error against the true distribution, FID/precision/recall against the real
 each loop is an evolens run (``evolens report`` shows its collapse). ``summary.json`` and ``report.md`` hold
 mean ± sd over seeds of the variance ratio (estimated / true) and the parameter error at the last generation.
 
+Besides the fully synthetic loop, the variants of the later literature (``LOOPS``): accumulating all past data
+(Gerstgrasser et al. 2024), half real data in every generation (Bertrand et al. 2024), a sampling bias
+(temperature 0.8, Alemohammad et al. 2023) and warm-starting each generation from the previous one.
+
     python -m experiments.ple_loops [--out runs/ple-loops] [--seeds 0 1 2 3 4] [--generations 10]
 """
 
@@ -26,6 +30,15 @@ from ..collapse import Gaussian, GaussianMixture, MLETrainer, PLETrainer
 GMM_WEIGHTS = np.array([0.5, 0.3, 0.2])
 GMM_MEANS = np.array([[-3.0, 0.0], [0.0, 3.0], [3.0, 0.0]])
 GMM_STD = 0.7
+
+#: loop variants: SelfConsumingLoop keyword arguments
+LOOPS: dict[str, dict[str, Any]] = {
+    "fully-synthetic": {},
+    "accumulate": {"mode": "accumulate"},
+    "real-fraction-0.5": {"real_fraction": 0.5},
+    "temperature-0.8": {"temperature": 0.8},
+    "warm-start": {"warm_start": True},
+}
 
 
 def gaussian_truth() -> dict[str, float]:
@@ -69,27 +82,30 @@ def _spread(result: Any, family: str) -> np.ndarray:
     return np.mean([result.series(n) for n in names], axis=0) / (1.0 if family == "gaussian" else GMM_STD**2)
 
 
-def _one_loop(job: tuple) -> tuple[str, str, np.ndarray, np.ndarray, np.ndarray]:
-    """One (family, estimator, seed) loop; runs in a worker process with one torch thread."""
+def _one_loop(job: tuple) -> tuple[str, str, str, np.ndarray, np.ndarray, np.ndarray]:
+    """One (family, loop variant, estimator, seed) loop; runs in a worker process with one torch thread."""
     import torch
 
-    family, name, seed, steps, generations, out = job
+    family, variant, name, seed, steps, generations, out = job
     torch.set_num_threads(1)
     n = 20 if family == "gaussian" else 150
     truth = gaussian_truth() if family == "gaussian" else gmm_truth()
     rng = np.random.default_rng(seed)
     real = rng.normal(0, 1, (n, 1)).astype(np.float32) if family == "gaussian" else sample_gmm(n, rng)
     trainer = trainers(family, steps)[name]
+    folder = Path(out) / family if variant == "fully-synthetic" else Path(out) / family / variant
     loop = SelfConsumingLoop(trainer, real, generations=generations, true_params=truth, seed=seed,
-                             run_dir=Path(out) / family / f"{name}-seed{seed}", name=f"{family} {name} seed {seed}",
-                             config={"family": family, "estimator": name}, progress=False)
+                             run_dir=folder / f"{name}-seed{seed}", name=f"{family} {variant} {name} seed {seed}",
+                             config={"family": family, "estimator": name, "loop": variant}, progress=False,
+                             **LOOPS[variant])
     result = loop.run()
-    return family, name, _spread(result, family), result.series("param_error/total"), result.series("quality/fid")
+    return (family, variant, name, _spread(result, family), result.series("param_error/total"),
+            result.series("quality/fid"))
 
 
 def run_experiment(out: str | Path, *, seeds: Sequence[int] = (0, 1, 2, 3, 4), generations: int = 10,
                    steps: int = 500, families: Sequence[str] = ("gaussian", "gmm"), progress: bool = True,
-                   workers: int | None = None) -> dict:
+                   workers: int | None = None, loops: Sequence[str] = tuple(LOOPS)) -> dict:
     """Run every (family, estimator, seed) loop, ``workers`` processes at a time (default: one per CPU core,
     each with one torch thread: these models are too small for intra-op threads to pay off)."""
     from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -99,50 +115,66 @@ def run_experiment(out: str | Path, *, seeds: Sequence[int] = (0, 1, 2, 3, 4), g
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    summary: dict[str, Any] = {"generations": generations, "seeds": list(seeds), "steps": steps, "families": {}}
+    unknown = sorted(set(loops) - set(LOOPS))
+    if unknown or not loops:
+        from ..errors import InputError
+
+        raise InputError(f"loops: expected a non-empty subset of {list(LOOPS)}, received {list(loops)}")
+    summary: dict[str, Any] = {"generations": generations, "seeds": list(seeds), "steps": steps, "families": {},
+                               "loops": list(loops)}
     start = time.perf_counter()
-    jobs = [(family, name, seed, steps, generations, str(out))
-            for family in families for name in trainers(family, steps) for seed in seeds]
-    results: dict[tuple[str, str], list] = {}
+    jobs = [(family, variant, name, seed, steps, generations, str(out))
+            for family in families for variant in loops for name in trainers(family, steps) for seed in seeds]
+    results: dict[tuple[str, str, str], list] = {}
     workers = max(1, int(workers or os.cpu_count() or 1))
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
         futures = [pool.submit(_one_loop, job) for job in jobs]
         for future in tqdm(as_completed(futures), total=len(futures), desc="loops", disable=not progress):
-            family, name, ratio, error, fid_values = future.result()
-            results.setdefault((family, name), []).append((ratio, error, fid_values))
+            family, variant, name, ratio, error, fid_values = future.result()
+            results.setdefault((family, variant, name), []).append((ratio, error, fid_values))
     for family in families:
-        fam: dict[str, Any] = {"n": 20 if family == "gaussian" else 150, "methods": {}}
-        for name in trainers(family, steps):
-            ratios, errors, fids = (np.array([r[k] for r in results[(family, name)]]) for k in range(3))
-            fam["methods"][name] = {
-                "variance_ratio_mean": ratios.mean(0).round(4).tolist(),
-                "variance_ratio_sd": ratios.std(0).round(4).tolist(),
-                "log_variance_drift_per_generation": float(np.mean(np.log(ratios[:, -1] / ratios[:, 0])) / max(1, generations - 1)),
-                "param_error_mean": errors.mean(0).round(4).tolist(),
-                "param_error_sd": errors.std(0).round(4).tolist(),
-                "fid_mean": fids.mean(0).round(4).tolist(),
-            }
+        fam: dict[str, Any] = {"n": 20 if family == "gaussian" else 150, "loops": {}}
+        for variant in loops:
+            fam["loops"][variant] = _methods(results, family, variant, trainers(family, steps), generations)
+        fam["methods"] = fam["loops"].get("fully-synthetic", fam["loops"][loops[0]])
         summary["families"][family] = fam
     summary["seconds"] = round(time.perf_counter() - start, 1)
     write_summary(out, summary, _markdown(summary), progress, "runs and summary")
     return summary
 
 
+def _methods(results: dict, family: str, variant: str, names: Sequence[str], generations: int) -> dict[str, Any]:
+    """Mean ± sd over seeds of one loop variant's curves, per estimator."""
+    methods: dict[str, Any] = {}
+    for name in names:
+        ratios, errors, fids = (np.array([r[k] for r in results[(family, variant, name)]]) for k in range(3))
+        methods[name] = {
+            "variance_ratio_mean": ratios.mean(0).round(4).tolist(),
+            "variance_ratio_sd": ratios.std(0).round(4).tolist(),
+            "log_variance_drift_per_generation": float(np.mean(np.log(ratios[:, -1] / ratios[:, 0])) / max(1, generations - 1)),
+            "param_error_mean": errors.mean(0).round(4).tolist(),
+            "param_error_sd": errors.std(0).round(4).tolist(),
+            "fid_mean": fids.mean(0).round(4).tolist(),
+        }
+    return methods
+
+
 def _markdown(summary: dict) -> str:
     g = summary["generations"]
-    lines = [f"# Self-consuming loops, MLE vs PLE ({len(summary['seeds'])} seeds, {g} generations, fully synthetic)", ""]
+    lines = [f"# Self-consuming loops, MLE vs PLE ({len(summary['seeds'])} seeds, {g} generations)", ""]
     for family, fam in summary["families"].items():
-        lines += [f"## {family} (n = {fam['n']})", "",
-                  "| estimator | variance / true, gen 0 | gen last | log-var drift / gen | param error gen 0 | gen last | FID gen last |",
-                  "|---|---|---|---|---|---|---|"]
-        for name, m in fam["methods"].items():
-            lines.append(
-                f"| {name} | {m['variance_ratio_mean'][0]:.3f} ± {m['variance_ratio_sd'][0]:.3f} "
-                f"| {m['variance_ratio_mean'][-1]:.3f} ± {m['variance_ratio_sd'][-1]:.3f} "
-                f"| {m['log_variance_drift_per_generation']:+.3f} "
-                f"| {m['param_error_mean'][0]:.3f} | {m['param_error_mean'][-1]:.3f} ± {m['param_error_sd'][-1]:.3f} "
-                f"| {m['fid_mean'][-1]:.3f} |")
-        lines.append("")
+        for variant, methods in fam["loops"].items():
+            lines += [f"## {family} (n = {fam['n']}), {variant} loop", "",
+                      "| estimator | variance / true, gen 0 | gen last | log-var drift / gen | param error gen 0 "
+                      "| gen last | FID gen last |", "|---|---|---|---|---|---|---|"]
+            for name, m in methods.items():
+                lines.append(
+                    f"| {name} | {m['variance_ratio_mean'][0]:.3f} ± {m['variance_ratio_sd'][0]:.3f} "
+                    f"| {m['variance_ratio_mean'][-1]:.3f} ± {m['variance_ratio_sd'][-1]:.3f} "
+                    f"| {m['log_variance_drift_per_generation']:+.3f} "
+                    f"| {m['param_error_mean'][0]:.3f} | {m['param_error_mean'][-1]:.3f} ± {m['param_error_sd'][-1]:.3f} "
+                    f"| {m['fid_mean'][-1]:.3f} |")
+            lines.append("")
     lines.append(f"Wall time {summary['seconds']} s.")
     return "\n".join(lines) + "\n"
 
@@ -157,10 +189,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=500, help="PLE optimisation steps per generation")
     parser.add_argument("--workers", type=int, default=None, help="parallel loops (default: one per CPU core)")
     parser.add_argument("--families", nargs="+", default=["gaussian", "gmm"], choices=["gaussian", "gmm"])
+    parser.add_argument("--loops", nargs="+", default=list(LOOPS), choices=list(LOOPS))
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     run_experiment(args.out, seeds=args.seeds, generations=args.generations, steps=args.steps,
-                   families=args.families, progress=not args.quiet, workers=args.workers)
+                   families=args.families, progress=not args.quiet, workers=args.workers, loops=args.loops)
     return 0
 
 
