@@ -8,6 +8,7 @@ their own samples to measure collapse.
 from .hypernetwork import Hypernetwork, call_with, parameter_shapes
 from .models import VAE, DensityModel, Gaussian, GaussianMixture
 from .estimators import FitResult, MLETrainer, PLETrainer, linear_warmup, ple_penalty
+from .diagnostics import HypernetworkSensitivity, hypernetwork_sensitivity
 
 __all__ = [
     "DensityModel",
@@ -15,10 +16,12 @@ __all__ = [
     "Gaussian",
     "GaussianMixture",
     "Hypernetwork",
+    "HypernetworkSensitivity",
     "MLETrainer",
     "PLETrainer",
     "VAE",
     "call_with",
+    "hypernetwork_sensitivity",
     "linear_warmup",
     "parameter_shapes",
     "ple_penalty",
