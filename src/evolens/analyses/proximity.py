@@ -40,6 +40,7 @@ __all__ = ["NEAREST_K", "nearest_training", "proximity"]
 
 DEFAULT_HELDOUT = "heldout"
 NEAREST_K = 5  # nearest training items stored per sample as evidence
+EXTRACTION_NEIGHBORS = 50  # Carlini et al.'s neighbourhood of the normalised l2
 CT_MIN_SAMPLES = 60  # C_T keeps cells holding more than 20/m of the samples: below 60 samples hardly any cell does
 
 
@@ -50,9 +51,7 @@ def nearest_training(run: Run | str | os.PathLike, step: int, *, encoder: str | 
     stored them."""
     from ..store.derived import NEAREST_TRAIN
 
-    encoder_id = encoder if isinstance(encoder, str) else encoder.id
-    if isinstance(encoder, str):
-        encoder_id = get_encoder(encoder).id
+    encoder_id = get_encoder(encoder).id if isinstance(encoder, str) else encoder.id
     with opened(run) as run:
         check_reference_name(run, reference)
         source = run.reference_hash(reference)
@@ -124,8 +123,11 @@ def proximity(
             partition = None
             if held is not None and many and train.shape[0] >= 3:
                 partition = P.ct_partition(train, seed=0)
+            d_held = P.nearest_neighbors(held, train, 1)[0][:, 0] if edges is not None else None
             source = run.reference_hash(reference)
-            k = min(NEAREST_K, train.shape[0])
+            # one neighbour search per snapshot serves the evidence and every metric below (the extraction
+            # criterion needs the most neighbours: Carlini et al.'s 50)
+            k = min(max(NEAREST_K, EXTRACTION_NEIGHBORS), train.shape[0])
 
             def compute(step: int) -> dict[str, float]:
                 from ..store.derived import NEAREST_TRAIN
@@ -135,18 +137,20 @@ def proximity(
                     return {}
                 fake = embedded.snapshots[step]
                 distances, indices = P.nearest_neighbors(fake, train, k)
-                for part, array in (("distance", distances.astype(np.float32)), ("index", indices.astype(np.int64))):
+                for part, array in (("distance", distances[:, :NEAREST_K].astype(np.float32)),
+                                    ("index", indices[:, :NEAREST_K].astype(np.int64))):
                     run.add_derived(NEAREST_TRAIN, array, encoder_id=encoder.id, source=source,
                                     params={"k": NEAREST_K, "part": part}, step=step)
                 values = {name(N.NN_DISTANCE_TRAIN): float(np.median(distances[:, 0]))}
                 if many:
-                    values[name(N.COPY_RATE)] = P.copy_rate(fake, train, ratio)
-                    values[name(N.AUTHENTICITY)] = P.authenticity(fake, train, train_spacing=spacing)
-                    values[name(N.EXTRACTION_RATE)] = P.extraction_rate(fake, train)
+                    values[name(N.COPY_RATE)] = P.copy_rate_from_distances(distances, ratio)
+                    values[name(N.AUTHENTICITY)] = P.authenticity_from_neighbors(distances[:, 0], indices[:, 0],
+                                                                                 spacing)
+                    values[name(N.EXTRACTION_RATE)] = float(np.mean(P.normalized_l2_from_distances(distances) < P.EXTRACTION_THRESHOLD))
                 if held is not None:
                     values[name(N.NN_DISTANCE_HELDOUT)] = float(np.median(P.nearest_neighbors(fake, held, 1)[0]))
                     if edges is not None and fake.shape[0] >= 2:
-                        ci = P.nn_divergence_bootstrap(fake, train, held, edges=edges, seed=step % 2**32)
+                        ci = P.nn_divergence_from_distances(distances[:, 0], d_held, edges=edges, seed=step % 2**32)
                         values[name(N.NN_DIVERGENCE)] = ci.value
                         values[name(N.NN_DIVERGENCE_LOW)], values[name(N.NN_DIVERGENCE_HIGH)] = ci.low, ci.high
                     if partition is not None and fake.shape[0] >= CT_MIN_SAMPLES:

@@ -23,12 +23,16 @@ __all__ = [
     "TrainHeldoutGap",
     "ct_partition",
     "authenticity",
+    "authenticity_from_neighbors",
     "copy_rate",
+    "copy_rate_from_distances",
     "data_copying_ct",
     "extraction_rate",
     "nn_divergence_bootstrap",
     "nn_divergence_edges",
+    "nn_divergence_from_distances",
     "normalized_l2",
+    "normalized_l2_from_distances",
     "nearest_neighbors",
     "nn_divergence",
     "sample_split_distance",
@@ -66,6 +70,11 @@ def copy_rate(generated: Any, train: Any, ratio: float = 1 / 3) -> float:
         raise InputError(f"ratio: expected a number in (0, 1), received {ratio!r}")
     generated, train = _pair(generated, train, "generated", "train", min_reference=2)
     distances, _ = nearest_neighbors(generated, train, k=2)
+    return copy_rate_from_distances(distances, ratio)
+
+
+def copy_rate_from_distances(distances: np.ndarray, ratio: float = 1 / 3) -> float:
+    """``copy_rate`` from the (n, k >= 2) ascending nearest-training distances of the samples."""
     return float(np.mean(distances[:, 0] < ratio * distances[:, 1]))
 
 
@@ -139,17 +148,30 @@ class NNDivergence:
     level: float
 
 
+def _check_bootstrap(n_bootstrap: Any, level: Any) -> None:
+    if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, (int, np.integer)) or n_bootstrap < 10:
+        raise InputError(f"n_bootstrap: expected an integer >= 10, received {n_bootstrap!r}")
+    if not 0 < level < 1:
+        raise InputError(f"level: expected a number in (0, 1), received {level!r}")
+
+
 def nn_divergence_bootstrap(generated: Any, train: Any, heldout: Any, *, edges: Any, n_bootstrap: int = 200,
                             level: float = 0.95, eps: float = 1e-8, seed: int = 0) -> NNDivergence:
     """``nn_divergence`` on fixed ``edges`` with a bootstrap CI: generated and held-out distances are resampled
     with replacement ``n_bootstrap`` times (the training set, whose nearest items define the distances, is
     fixed). With few samples the KL is dominated by empty bins clipped at ``eps``; the interval shows it."""
-    if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, (int, np.integer)) or n_bootstrap < 10:
-        raise InputError(f"n_bootstrap: expected an integer >= 10, received {n_bootstrap!r}")
-    if not 0 < level < 1:
-        raise InputError(f"level: expected a number in (0, 1), received {level!r}")
-    edges = _check_edges(edges)
+    _check_bootstrap(n_bootstrap, level)
     d_gen, d_test = _nn_distances(generated, train, heldout)
+    return nn_divergence_from_distances(d_gen, d_test, edges=edges, n_bootstrap=n_bootstrap, level=level, eps=eps,
+                                        seed=seed)
+
+
+def nn_divergence_from_distances(d_gen: np.ndarray, d_test: np.ndarray, *, edges: Any, n_bootstrap: int = 200,
+                                 level: float = 0.95, eps: float = 1e-8, seed: int = 0) -> NNDivergence:
+    """``nn_divergence_bootstrap`` from the nearest-training distances of the samples (n,) and of the held-out
+    items (m,): an analysis computes the held-out ones once for every snapshot."""
+    _check_bootstrap(n_bootstrap, level)
+    edges = _check_edges(edges)
     rng = np.random.default_rng(seed)
     draws = np.array([
         _kl_histograms(d_gen[rng.integers(0, d_gen.size, d_gen.size)], d_test[rng.integers(0, d_test.size, d_test.size)],
@@ -177,7 +199,13 @@ def authenticity(generated: Any, train: Any, *, train_spacing: Any = None) -> fl
     if d2.shape != (train.shape[0],):
         raise InputError(f"train_spacing: expected shape ({train.shape[0]},), received shape={d2.shape}")
     d1, nearest = nearest_neighbors(generated, train, 1)
-    return float(np.mean(d2[nearest[:, 0]] < d1[:, 0]))
+    return authenticity_from_neighbors(d1[:, 0], nearest[:, 0], d2)
+
+
+def authenticity_from_neighbors(d1: np.ndarray, nearest: np.ndarray, train_spacing: np.ndarray) -> float:
+    """``authenticity`` from each sample's distance (n,) to its nearest training item, that item's index (n,)
+    and ``training_spacing`` (n_train,)."""
+    return float(np.mean(train_spacing[nearest] < d1))
 
 
 def training_spacing(train: Any) -> np.ndarray:
@@ -279,11 +307,19 @@ def normalized_l2(generated: Any, train: Any, *, n_neighbors: int = 50, alpha: f
     generated, train = _pair(generated, train, "generated", "train", min_reference=2)
     k = min(int(n_neighbors), train.shape[0])
     distances, _ = nearest_neighbors(generated, train, k)
+    return normalized_l2_from_distances(distances, alpha)
+
+
+def normalized_l2_from_distances(distances: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """``normalized_l2`` from the (n, k) ascending distances to each sample's k nearest training items."""
     scale = alpha * distances.mean(axis=1)
     return np.where(scale > 0, distances[:, 0] / np.where(scale > 0, scale, 1.0), 0.0)
 
 
-def extraction_rate(generated: Any, train: Any, *, threshold: float = 1 / 3, n_neighbors: int = 50,
+EXTRACTION_THRESHOLD = 1 / 3  # evolens's default threshold of Carlini et al.'s normalised l2
+
+
+def extraction_rate(generated: Any, train: Any, *, threshold: float = EXTRACTION_THRESHOLD, n_neighbors: int = 50,
                     alpha: float = 0.5) -> float:
     """Share of generated samples whose ``normalized_l2`` is below ``threshold`` (Carlini et al. 2023's
     extraction criterion with their n = 50, alpha = 0.5; the paper sets the threshold per study, evolens's
