@@ -17,6 +17,7 @@ import evolens  # noqa: E402
 from evolens import InputError, Probes  # noqa: E402
 from evolens.detect import Threshold  # noqa: E402
 from evolens.integrations.lightning import EvolensCallback  # noqa: E402
+from evolens.store.arrays import file_hash  # noqa: E402
 
 warnings.filterwarnings("ignore", ".*does not have many workers.*")
 
@@ -156,12 +157,16 @@ def test_a_pause_verdict_stops_the_trainer_and_the_snapshot_checkpoint_resumes_i
         path = run.snapshot(6).checkpoint_path
         assert path is not None and path.endswith("step-6.ckpt")
     # fix, then resume from the snapshot's own checkpoint
-    resumed = EvolensCallback(tmp_path / "run", every=3, probes=PROBES)
+    resumed = EvolensCallback(tmp_path / "run", every=3, probes=PROBES, checkpoint=True)
+    referenced = file_hash(path)
     module = AutoEncoder()
     trainer(tmp_path, resumed, max_steps=9).fit(module, loader(), ckpt_path=path)
     with evolens.open_run(tmp_path / "run") as run:
         assert run.steps().tolist() == [0, 3, 6, 9]
         assert run.scalars("train/loss")[0].tolist() == list(range(1, 10))
+        # the resumed run did not overwrite the checkpoint the paused snapshot references by hash
+        assert run.snapshot(6).checkpoint_hash == referenced == file_hash(path)
+        assert run.snapshot(9).checkpoint_path.endswith("step-9.ckpt")
 
 
 def test_validation_values_are_logged_at_their_step(tmp_path):

@@ -195,6 +195,8 @@ class EvolensCallback(pl.Callback):
         monitor = self.monitor
         if monitor is not None:  # every rank: a follower takes part when probes are sharded
             step = trainer.global_step
+            if self.save_checkpoints and not self.schedule(step):  # a scheduled step saved it already
+                self._guard(lambda: self._save_checkpoint(trainer, step))
             self._guard(lambda: monitor.snapshot(step))
         self._note_checkpoints(trainer)
 
@@ -227,7 +229,7 @@ class EvolensCallback(pl.Callback):
         def sample_fn(probes: Probes | None) -> Any:
             return sample(pl_module, probes) if sample is not None else pl_module(probes.noise)
 
-        checkpoint = self._save_checkpoint(trainer) if self.save_checkpoints else None
+        checkpoint = self._saved_checkpoint if self.save_checkpoints else None
         kwargs = dict(model=pl_module, checkpoint=checkpoint, device=pl_module.device, analyze=self.analyze,
                       **self.monitor_kwargs)
         if trainer.global_rank != 0:
@@ -237,14 +239,22 @@ class EvolensCallback(pl.Callback):
             for name, images, labels, meta in self._references:
                 self.monitor.add_reference(name, images, labels, meta)
 
-    def _save_checkpoint(self, trainer: "pl.Trainer") -> Callable[[int], str]:
-        def checkpoint(step: int) -> str:
-            path = self.run_dir / layout.CHECKPOINTS_DIR / f"step-{step}.ckpt"
+    def _checkpoint_path(self, step: int) -> Path:
+        return self.run_dir / layout.CHECKPOINTS_DIR / f"step-{step}.ckpt"
+
+    def _saved_checkpoint(self, step: int) -> str | None:
+        """The Monitor's ``checkpoint(step)``: the file ``_save_checkpoint`` wrote for this step."""
+        path = self._checkpoint_path(step)
+        return str(path) if path.is_file() else None
+
+    def _save_checkpoint(self, trainer: "pl.Trainer", step: int) -> None:
+        """Save a Lightning checkpoint for ``step``, on every rank (``save_checkpoint`` is collective). Whether to
+        save is rank 0's decision, broadcast: a resumed run must not overwrite a file an earlier snapshot
+        references by its hash, and every rank must take the same branch."""
+        path = self._checkpoint_path(step)
+        if trainer.strategy.broadcast(not path.exists(), src=0):
             path.parent.mkdir(parents=True, exist_ok=True)
             trainer.save_checkpoint(path)
-            return str(path)
-
-        return checkpoint
 
     def _at_step(self, trainer: "pl.Trainer", step: int) -> None:
         monitor = self.monitor
@@ -253,11 +263,10 @@ class EvolensCallback(pl.Callback):
         previous = self._last_step
         self._last_step = step
         self.schedule.passed = range(step, step + 1) if previous is None else range(previous + 1, step + 1)
-        scalars = self._fresh_metrics(trainer, step) if self.log_metrics else {}
-        if (self.save_checkpoints and trainer.world_size > 1 and not monitor.is_capturing
-                and self.schedule(step)):
-            # Lightning's save_checkpoint is collective: the other ranks join rank 0's save
-            self._guard(lambda: trainer.save_checkpoint(self.run_dir / layout.CHECKPOINTS_DIR / f"step-{step}.ckpt"))
+        # only the capturing rank records scalars: reading logged tensors is a device sync on every step
+        scalars = self._fresh_metrics(trainer, step) if (self.log_metrics and monitor.is_capturing) else {}
+        if self.save_checkpoints and self.schedule(step):
+            self._guard(lambda: self._save_checkpoint(trainer, step))
         result = self._guard(lambda: monitor.step(step, **scalars))
         if result is not None and result.should_pause:
             self.paused_at = step
