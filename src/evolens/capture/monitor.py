@@ -218,7 +218,12 @@ class Monitor:
                 import dataclasses
 
                 analyze = dataclasses.replace(analyze, tensorboard=str(tensorboard))
-        self._writer = RunWriter(run_dir, kind="capture", name=name, config=run_config)
+        try:
+            self._writer = RunWriter(run_dir, kind="capture", name=name, config=run_config)
+        except BaseException:
+            if mirror is not None:  # its event file and writer thread must not outlive a Monitor that never was
+                mirror.close()
+            raise
         if mirror is not None:
             self._writer.add_mirror(mirror)
         self.run_dir = self._writer.run_dir

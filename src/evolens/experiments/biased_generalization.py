@@ -25,6 +25,7 @@ clamp, the loss over all 1000 t; meant for a GPU (bf16 autocast on CUDA).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -41,6 +42,7 @@ from ..analyses.split import link_runs
 from ..capture import Monitor, Probes
 from ..capture.schedules import AtSteps, as_schedule
 from ..data import ImageDataset, disjoint_splits, mnist
+from ..store.run import open_run
 from ..metrics.diffusion import diffusion_heldout_loss, loss_bands, score_agreement
 from ._output import write_summary
 from .models import DDPM, PaperUNet, SmallUNet
@@ -131,13 +133,6 @@ def _sampler(ddpm: DDPM, config: Config):
     return lambda p: (ddpm.sample(p, config.sample_steps) + 1.0) / 2.0
 
 
-def _eval_model(ddpm: DDPM):
-    """The network in eval mode as ``fn(x_t, t)`` (dropout off), for the loss and the score agreement."""
-    def fn(x, t):
-        return ddpm.model(x, t)
-    return fn
-
-
 def train_seed(out: Path, seed: int, config: Config, *, device: torch.device, progress: bool) -> SeedResult:
     """Train the K models of one seed in lockstep under their Monitors, then analyse them together."""
     from tqdm.auto import tqdm
@@ -166,17 +161,14 @@ def train_seed(out: Path, seed: int, config: Config, *, device: torch.device, pr
         run_dirs.append(run_dir)
     alpha_bar = models[0].alpha_bar
     score_ts = sorted({min(config.T - 1, int(round(f * config.T))) for f in config.score_fractions})
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if (config.bf16 and device.type == "cuda") else None
+    use_bf16 = config.bf16 and device.type == "cuda"
     try:
         for step in tqdm(range(config.steps), desc=f"seed {seed}: {config.n_splits} DDPMs", disable=not progress,
                          leave=False):
             losses = []
             for ddpm, optimizer, generator, x_train in zip(models, optimizers, generators, x_trains):
                 index = torch.randint(0, x_train.shape[0], (config.batch_size,), generator=generator).to(device)
-                if autocast is not None:
-                    with autocast:
-                        loss = ddpm.loss(x_train[index], generator=generator).mean()
-                else:
+                with torch.autocast("cuda", dtype=torch.bfloat16) if use_bf16 else contextlib.nullcontext():
                     loss = ddpm.loss(x_train[index], generator=generator).mean()
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -192,7 +184,7 @@ def train_seed(out: Path, seed: int, config: Config, *, device: torch.device, pr
                 measured = [_snapshot_scalars(ddpm, x_test, alpha_bar, config, seed) for ddpm in models]
                 for a, b in itertools.permutations(range(len(models)), 2):
                     for t in score_ts:
-                        agreement = score_agreement(_eval_model(models[a]), _eval_model(models[b]),
+                        agreement = score_agreement(models[a].model, models[b].model,
                                                     x_trains[a][: config.score_images], x_test[: config.score_images],
                                                     t, alpha_bar=alpha_bar, seed=seed)
                         for part, value in (("train", agreement.train), ("test", agreement.test)):
@@ -211,7 +203,7 @@ def train_seed(out: Path, seed: int, config: Config, *, device: torch.device, pr
 def _snapshot_scalars(ddpm: DDPM, x_test: torch.Tensor, alpha_bar: torch.Tensor, config: Config,
                       seed: int) -> dict[str, float]:
     """The paper's held-out loss (mean over the t grid) and its t/T bands."""
-    held = diffusion_heldout_loss(_eval_model(ddpm), x_test, alpha_bar=alpha_bar, timesteps=config.loss_timesteps,
+    held = diffusion_heldout_loss(ddpm.model, x_test, alpha_bar=alpha_bar, timesteps=config.loss_timesteps,
                                   seed=10_000 + seed)
     values = {N.HELDOUT_LOSS: held.mean}
     for band, value in loss_bands(held, config.T).items():
@@ -235,10 +227,8 @@ def _analyse_seed(seed: int, run_dirs: list[Path], config: Config, score_ts: lis
                                            axis=0).tolist()
     curves: dict[str, list[float]] = {}
     bands: dict[str, list[float]] = {}
-    import evolens
-
     for run_dir in run_dirs:
-        with evolens.open_run(run_dir) as run:
+        with open_run(run_dir) as run:
             for name in run.scalar_names():
                 if name.startswith("score_agreement/") or name.startswith(f"{N.HELDOUT_LOSS}/"):
                     by_step = dict(zip(*[a.tolist() for a in run.scalars(name)]))
