@@ -147,8 +147,7 @@ class _Trainer:
         self.init_from_data = bool(init_from_data)
         self.progress = bool(progress)
 
-    def _fresh_model(self, x: torch.Tensor, generator: torch.Generator) -> nn.Module:
-        init = getattr(self, "_warm_start_from", None)
+    def _fresh_model(self, x: torch.Tensor, generator: torch.Generator, init: nn.Module | None = None) -> nn.Module:
         if init is not None:  # warm start: the previous fit's weights, no re-initialisation from the data
             model = copy.deepcopy(init).to(self.device)
             return model
@@ -172,18 +171,15 @@ class _Trainer:
             raise InputError(f"init: expected a fitted torch.nn.Module (FitResult.model), received {type(init).__name__}")
         data = _as_tensor(x, self.device)
         start = time.perf_counter()
-        self._warm_start_from = init
-        try:
-            with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-                torch.manual_seed(seed)
-                generator = torch.Generator().manual_seed(seed)
-                result = self._fit(data, generator, seed)
-        finally:
-            self._warm_start_from = None
+        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            generator = torch.Generator().manual_seed(seed)
+            result = self._fit(data, generator, seed, init)
         result.seconds = time.perf_counter() - start
         return result
 
-    def _fit(self, data: torch.Tensor, generator: torch.Generator, seed: int) -> FitResult:  # pragma: no cover
+    def _fit(self, data: torch.Tensor, generator: torch.Generator, seed: int,
+             init: nn.Module | None) -> FitResult:  # pragma: no cover
         raise NotImplementedError
 
 
@@ -224,8 +220,8 @@ class MLETrainer(_Trainer):
         size = self.batch_size
         return lambda: torch.randperm(n, generator=generator)[:size]
 
-    def _fit(self, data: torch.Tensor, generator: torch.Generator, seed: int) -> FitResult:
-        model = self._fresh_model(data, generator)
+    def _fit(self, data: torch.Tensor, generator: torch.Generator, seed: int, init: nn.Module | None) -> FitResult:
+        model = self._fresh_model(data, generator, init)
         optimizer = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=self.lr)
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, self.steps)
         next_batch = self._batches(data.shape[0], generator)
@@ -305,8 +301,8 @@ class PLETrainer(_Trainer):
             raise InputError(f"spread: expected a number in [0, 2], received {spread!r}")
         self.spread = float(spread)
 
-    def _fit(self, data: torch.Tensor, generator: torch.Generator, seed: int) -> FitResult:
-        model = self._fresh_model(data, generator)
+    def _fit(self, data: torch.Tensor, generator: torch.Generator, seed: int, init: nn.Module | None) -> FitResult:
+        model = self._fresh_model(data, generator, init)
         n = data.shape[0]
         in_features = int(np.prod(data.shape[1:]))
         hyper = Hypernetwork.for_model(model, in_features, width=self.width, depth=self.depth,
