@@ -8,6 +8,7 @@ from torch import nn
 from evolens.errors import InputError
 from evolens.collapse import (
     VAE,
+    BiasCorrectedMLETrainer,
     Gaussian,
     GaussianMixture,
     Hypernetwork,
@@ -107,6 +108,52 @@ def test_ple_with_lambda_zero_equals_mle_up_to_optimisation_noise():
         assert ple.parameters()["mean"] == pytest.approx(mle["mean"], abs=0.05 * 1.5)
         assert ple.parameters()["var"] == pytest.approx(mle["var"], rel=0.06)
         assert max(ple.history["penalty"]) == 0.0
+
+
+def test_bessel_correction_is_the_unbiased_sample_variance():
+    x = np.random.default_rng(1).normal(0.0, 2.0, size=(12, 1))
+    fit = BiasCorrectedMLETrainer(Gaussian(1), correction="bessel", device="cpu").fit(x)
+    assert fit.parameters()["var"] == pytest.approx(x.var(ddof=1), rel=1e-4)  # closed form n/(n−1) × MLE
+    assert fit.parameters()["mean"] == pytest.approx(x.mean(), abs=1e-5) and fit.method == "mle-bessel"
+    with pytest.raises(InputError, match="bessel"):
+        BiasCorrectedMLETrainer(GaussianMixture(2, 1), correction="bessel", device="cpu").fit(x)
+    with pytest.raises(InputError, match="correction"):
+        BiasCorrectedMLETrainer(Gaussian(1), correction="jackknife")
+    with pytest.raises(InputError, match="replicates"):
+        BiasCorrectedMLETrainer(Gaussian(1), replicates=1)
+
+
+def test_parametric_bootstrap_matches_its_closed_form_on_a_gaussian():
+    """On a Gaussian the refits' log σ* = log σ̂ + ½ log(χ²_{n−1}/n), so the bootstrap-corrected log-variance is
+    log σ̂² − (ψ((n−1)/2) + log(2/n)) up to Monte-Carlo error (B = 200: sd ≈ 0.47/√200 ≈ 0.033)."""
+    from scipy.special import digamma
+
+    n = 10
+    x = np.random.default_rng(3).normal(0.0, 1.0, size=(n, 1))
+    fit = BiasCorrectedMLETrainer(Gaussian(1), correction="parametric-bootstrap", replicates=200, steps=50,
+                                  refit_steps=300, lr=0.05, device="cpu").fit(x)
+    expected = np.log(x.var()) - (digamma((n - 1) / 2) + np.log(2 / n))
+    assert np.log(fit.parameters()["var"]) == pytest.approx(expected, abs=0.1)
+    assert fit.parameters()["var"] > x.var() * 1.1  # the correction widens it (MLE is biased low)
+    assert fit.parameters()["mean"] == pytest.approx(x.mean(), abs=0.1)
+
+
+def test_literal_penalty_is_the_papers_form_with_h_live_on_both_sides():
+    x = np.random.default_rng(0).normal(0.0, 1.0, size=(20, 1))
+    trainer = PLETrainer(Gaussian(1), lam=1.0, penalty="literal", steps=30, device="cpu")
+    fit = trainer.fit(x)
+    assert fit.method == "ple-literal" and "nll_bootstrap" not in fit.history
+    assert fit.history["penalty"][0] > 0  # penalised from step 0: no warm-up, one live synthetic set
+    # the same loss by hand at H's starting point: NLL(X; H(X)) + λ‖H(X) − H(X̃)‖², X̃ ~ p(·; H(X))
+    torch.manual_seed(0)
+    hyper = Hypernetwork.for_model(Gaussian(1), 1)
+    real = torch.as_tensor(x, dtype=torch.float32)
+    synthetic = call_with(Gaussian(1), hyper(real), "rsample", 20, generator=torch.Generator().manual_seed(1))
+    by_hand = ple_penalty(hyper, real, synthetic)
+    by_hand.backward()
+    assert all(p.grad is not None for p in hyper.encoder.parameters())  # gradients reach H through both sides
+    with pytest.raises(InputError, match="penalty"):
+        PLETrainer(Gaussian(1), penalty="naive")
 
 
 def test_gmm_mle_agrees_with_scikit_learn():

@@ -12,29 +12,35 @@ pytestmark = pytest.mark.slow  # experiments, the demo and the Inception network
 
 
 def test_ple_loops_writes_runs_and_summary(tmp_path):
-    summary = ple_loops.run_experiment(tmp_path, seeds=[0], generations=2, steps=20, families=["gaussian", "gmm"],
+    summary = ple_loops.run_experiment(tmp_path, seeds=[0, 1], generations=2, steps=20, families=["gaussian", "gmm"],
                                        progress=False)
     assert set(summary["families"]) == {"gaussian", "gmm"}
     methods = summary["families"]["gaussian"]["methods"]
-    assert set(methods) == {"mle", "ple-lam0.1", "ple-lam10"}
+    assert list(methods) == ["mle", "classical", "ple-lam0", "literal-lam0.01", "literal-lam0.1", "literal-lam1",
+                             "literal-lam10", "evolens-lam0.01", "evolens-lam0.1", "evolens-lam1", "evolens-lam10"]
     assert len(methods["mle"]["variance_ratio_mean"]) == 2
     assert json.loads((tmp_path / "summary.json").read_text())["generations"] == 2
     assert "| mle |" in (tmp_path / "report.md").read_text()
-    with open_run(tmp_path / "gmm" / "ple-lam10-seed0") as run:
+    assert len(methods["mle"]["variance_ratio_last_ci"]) == 2
+    with open_run(tmp_path / "gmm" / "evolens-lam10-seed0") as run:
         assert run.steps().tolist() == [0, 1] and "param_error/total" in run.scalar_names()
     # the loop variants of the later literature, each with every estimator
     loops = summary["families"]["gaussian"]["loops"]
     assert set(loops) == {"fully-synthetic", "accumulate", "real-fraction-0.5", "temperature-0.8", "warm-start"}
-    assert set(loops["accumulate"]) == {"mle", "ple-lam0.1", "ple-lam10"}
+    assert tuple(loops["accumulate"]) == ple_loops.VARIANT_ARMS
     with open_run(tmp_path / "gaussian" / "accumulate" / "mle-seed0") as run:
         assert run.config["mode"] == "accumulate" and run.scalars("train/n")[1].tolist() == [20, 40]
     assert "accumulate loop" in (tmp_path / "report.md").read_text()
 
 
 def test_ple_gmm_grid(tmp_path):
-    summary = ple_gmm.run_experiment(tmp_path, seeds=[0], sizes=[20], imbalances=[0.1], steps=20, progress=False)
+    summary = ple_gmm.run_experiment(tmp_path, seeds=[0, 1], sizes=[20], imbalances=[0.1], steps=20, progress=False,
+                                     arm_names=["mle", "classical", "literal-lam0.1", "evolens-lam10"])
     cell = summary["cells"][0]
-    assert cell["n"] == 20 and np.isfinite(cell["mle"]["rms_error"][0]) and "ple-lam10" in cell
+    assert cell["n"] == 20 and summary["arms"] == ["mle", "classical", "literal-lam0.1", "evolens-lam10"]
+    mean, half = cell["mle"]["rms_error"]
+    assert np.isfinite(mean) and half > 0  # a 95% interval over the two seeds
+    assert "minority_var_bias" in cell["classical"] and "95%" in (tmp_path / "report.md").read_text()
     x = ple_gmm.sample(1000, 0.1, np.random.default_rng(0))
     assert abs((x[:, 0] > 0).mean() - 0.1) < 0.03  # minority share as asked
 
@@ -42,9 +48,11 @@ def test_ple_gmm_grid(tmp_path):
 def test_ple_fairness_small(tmp_path):
     images, labels = ple_fairness.imbalanced_set(10, seed=0)
     assert (labels == 3).sum() == 10 * (labels == 6).sum()
-    summary = ple_fairness.run_experiment(tmp_path, ratios=[10], seeds=[0], steps=5, n_samples=100, progress=False)
+    summary = ple_fairness.run_experiment(tmp_path, ratios=[10], seeds=[0], steps=5, n_samples=100, progress=False,
+                                          arm_names=["mle", "literal-lam0.1", "evolens-lam0.1"])
     rows = summary["rows"]
-    assert [r["estimator"] for r in rows] == ["mle", "ple-lam0.1"]
+    assert [r["estimator"] for r in rows] == ["mle", "literal-lam0.1", "evolens-lam0.1"]
+    assert "classical" not in ple_fairness.arms(steps=5)  # a VAE has no classical correction
     assert all(r["n_minority_train"] == 40 for r in rows)
     with open_run(tmp_path / "ratio10" / "mle-seed0") as run:
         assert run.samples(0).shape == (100, 1, 28, 28) and "fairness/rfair" in run.scalar_names()
@@ -67,3 +75,12 @@ def test_labelling_abstains_on_what_looks_like_no_digit():
     shares = [np.mean(label_with_abstention(classifier, noise, min_confidence=c) == ABSTAIN) for c in (0.0, 0.9, 1.01)]
     assert shares[0] == 0.0 and shares[-1] == 1.0 and shares[0] <= shares[1] <= shares[2]
     assert np.mean(label_with_abstention(classifier, real.images[:200]) == ABSTAIN) < 0.1
+
+
+def test_mean_ci_is_the_student_t_interval():
+    from evolens.experiments._arms import format_ci, mean_ci
+
+    mean, half, n = mean_ci([1.0, 3.0])  # sd 1.414, t(0.975, 1) = 12.706: half-width 12.706 × 1.414 / √2
+    assert (mean, n) == (2.0, 2) and half == pytest.approx(12.7062, rel=1e-4)
+    assert mean_ci([2.0, np.inf, 4.0, 6.0])[:2] == pytest.approx((4.0, 4.303 * 2 / np.sqrt(3)), rel=1e-3)
+    assert format_ci([1.0, np.inf], 1) == "1.0 (1 of 2 not finite)" and format_ci([]) == "—"

@@ -7,10 +7,12 @@ their own samples to measure collapse.
 
 from .hypernetwork import Hypernetwork, call_with, parameter_shapes
 from .models import VAE, DensityModel, Gaussian, GaussianMixture
-from .estimators import FitResult, MLETrainer, PLETrainer, linear_warmup, ple_penalty
+from .estimators import PENALTIES, BiasCorrectedMLETrainer, FitResult, MLETrainer, PLETrainer, linear_warmup, ple_penalty
 from .diagnostics import HypernetworkSensitivity, hypernetwork_sensitivity
 
 __all__ = [
+    "BiasCorrectedMLETrainer",
+    "PENALTIES",
     "DensityModel",
     "FitResult",
     "Gaussian",

@@ -22,6 +22,15 @@ mean of K, the penalty's variance term rewards narrower models and cancels the b
 affine-augmented bootstrap sets, H's response to its input stayed weak (slope 0.1–0.8 in log σ) and noisy.
 With λ = 0 only the first term is trained, so PLE reduces to maximum likelihood through H.
 
+In effect this is *parametric-bootstrap bias correction* learned through the estimator: the mean of Ĥ over K sets
+drawn from the fitted model estimates E[Ĥ(X̃)], and the penalty asks for weights θ with E_θ[Ĥ(X̃)] = Ĥ(X), the
+fixed point that the classical bootstrap correction θ̂ − (mean_b θ̂*_b − θ̂) approximates in one step
+(:class:`BiasCorrectedMLETrainer`). ``penalty="literal"`` trains the paper's form as written instead:
+λ‖H(X) − H(X̃)‖² with one synthetic set, H live on both sides, no warm-up and no bootstrap term.
+
+Normalisation, so that a value of λ means something: the NLL is averaged over samples and summed over the
+dimensions of one sample (nats per sample); the penalty is summed over every parameter entry of the model.
+
 For large data (``batch_size`` < n) X is a random minibatch at every step, minibatches already vary, and the
 bootstrap term is dropped. The fitted model takes the weights H_φ(all real data).
 
@@ -45,7 +54,11 @@ from tqdm.auto import tqdm
 from ..errors import InputError
 from .hypernetwork import Hypernetwork, call_with
 
-__all__ = ["FitResult", "MLETrainer", "PLETrainer", "ple_penalty", "linear_warmup"]
+__all__ = ["BiasCorrectedMLETrainer", "FitResult", "MLETrainer", "PLETrainer", "PENALTIES", "ple_penalty",
+           "linear_warmup"]
+
+#: PLETrainer penalty forms: evolens's bias-correcting form (the default) and the paper's literal one
+PENALTIES = ("frozen", "literal")
 
 Sampler = Callable[[nn.Module, dict, int, torch.Generator], torch.Tensor]
 
@@ -238,7 +251,7 @@ class MLETrainer(_Trainer):
             history["loss"].append(float(loss.detach()))
             history["nll"].append(history["loss"][-1])
         model.eval()
-        return FitResult(model=model, history=history, method="mle")
+        return FitResult(model=model, history=history, method=self.method)
 
 
 class PLETrainer(_Trainer):
@@ -255,6 +268,9 @@ class PLETrainer(_Trainer):
         synthetic_sets: K synthetic sets whose mean estimate enters the penalty (drawn in one batch).
         warmup: fraction of the steps trained on the likelihood alone before the estimator is frozen.
         spread: range of the random log-scale and shift (in data standard deviations) of the estimator's sets.
+        penalty: ``"frozen"`` (default, evolens's form above) or ``"literal"`` (the paper's form as written:
+            ‖H(X) − H(X̃)‖², one synthetic set, both sides live; ``synthetic_sets``, ``warmup`` and ``spread``
+            are then unused).
     """
 
     method = "ple"
@@ -275,6 +291,7 @@ class PLETrainer(_Trainer):
         synthetic_sets: int = 64,
         warmup: float = 0.5,
         spread: float = 0.5,
+        penalty: str = "frozen",
         seed: int = 0,
         device: str | torch.device | None = None,
         init_from_data: bool = True,
@@ -300,6 +317,11 @@ class PLETrainer(_Trainer):
         if not (isinstance(spread, (int, float)) and 0 <= spread <= 2):
             raise InputError(f"spread: expected a number in [0, 2], received {spread!r}")
         self.spread = float(spread)
+        if penalty not in PENALTIES:
+            raise InputError(f"penalty: expected one of {list(PENALTIES)}, received {penalty!r}")
+        self.penalty = penalty
+        if penalty == "literal":
+            self.method = "ple-literal"
 
     def _fit(self, data: torch.Tensor, generator: torch.Generator, seed: int, init: nn.Module | None) -> FitResult:
         model = self._fresh_model(data, generator, init)
@@ -309,7 +331,8 @@ class PLETrainer(_Trainer):
                                        init_scale=self.init_scale).to(self.device)
         hyper.set_input_normalization(data)
         optimizer = torch.optim.Adam(hyper.parameters(), lr=self.lr)
-        warmup_steps = int(round(self.warmup * self.steps)) if self.lam > 0 else 0
+        literal = self.penalty == "literal"
+        warmup_steps = int(round(self.warmup * self.steps)) if self.lam > 0 and not literal else 0
         # constant rate while H learns to estimate, then a cosine decay over the penalised phase
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer,
@@ -318,7 +341,7 @@ class PLETrainer(_Trainer):
         )
         full_batch = self.batch_size is None or self.batch_size >= n
         # the estimator term only serves the penalty: with λ = 0 the objective is the likelihood alone
-        train_estimator = full_batch and self.lam > 0
+        train_estimator = full_batch and self.lam > 0 and not literal
         history: dict[str, list[float]] = {"loss": [], "nll": [], "penalty": []}
         if train_estimator:
             history["nll_bootstrap"] = []
@@ -341,7 +364,10 @@ class PLETrainer(_Trainer):
             if self.schedule is not None:
                 lam *= float(self.schedule(step))
             penalty = torch.zeros((), device=self.device)
-            if lam > 0:
+            if lam > 0 and literal:  # the paper's form: H live on both sides, one synthetic set
+                synthetic = self.sampler(model, params, batch.shape[0], sample_gen)
+                penalty = ple_penalty(hyper, batch, synthetic)
+            elif lam > 0:
                 if estimator is None:  # the likelihood-trained estimator, held fixed from here on
                     estimator = copy.deepcopy(hyper).requires_grad_(False)
                 penalty = self._penalty(estimator, model, params, batch, sample_gen)
@@ -361,7 +387,7 @@ class PLETrainer(_Trainer):
                 if name in final:
                     p.copy_(final[name])
         model.eval()
-        return FitResult(model=model, history=history, hypernetwork=hyper, method="ple")
+        return FitResult(model=model, history=history, hypernetwork=hyper, method=self.method)
 
     def _estimator_set(self, data: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """A bootstrap resample of ``data`` under a random affine map of its values (log-scale ±``spread``,
@@ -385,3 +411,72 @@ class PLETrainer(_Trainer):
         synthetic = self.sampler(model, params, k * n, generator)
         estimates = estimator.forward_sets(synthetic.reshape(k, n, *synthetic.shape[1:]))
         return sum(((target[name] - estimates[name].mean(dim=0)) ** 2).sum() for name in params)
+
+
+#: BiasCorrectedMLETrainer corrections
+CORRECTIONS = ("bessel", "parametric-bootstrap")
+
+
+class BiasCorrectedMLETrainer(MLETrainer):
+    """Maximum likelihood followed by a classical bias correction: the baseline PLE has to beat.
+
+    - ``"bessel"`` (Gaussian only, closed form): the variance times n/(n−1), i.e. ``log_std += ½ log(n/(n−1))``,
+      the unbiased sample variance.
+    - ``"parametric-bootstrap"`` (any model): draw ``replicates`` sets of n samples from the MLE fit θ̂, refit
+      each by MLE starting from θ̂ (which keeps mixture components in the same order), and return
+      θ̂ − (mean_b θ̂*_b − θ̂) = 2θ̂ − mean_b θ̂*_b, computed on the model's own parameters (logits, means,
+      log standard deviations), so the corrected model stays valid.
+
+    Args:
+        model, steps, lr, batch_size, seed, device, init_from_data, progress: as :class:`MLETrainer`.
+        correction: ``"bessel"`` or ``"parametric-bootstrap"``.
+        replicates: bootstrap sets B (parametric bootstrap only).
+        refit_steps: MLE steps per bootstrap refit (default ``steps // 2``; refits start at θ̂).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module | Callable[[], nn.Module],
+        *,
+        correction: str = "parametric-bootstrap",
+        replicates: int = 20,
+        refit_steps: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(model, **kwargs)
+        if correction not in CORRECTIONS:
+            raise InputError(f"correction: expected one of {list(CORRECTIONS)}, received {correction!r}")
+        if int(replicates) < 2:
+            raise InputError(f"replicates: expected an integer ≥ 2, received {replicates!r}")
+        if refit_steps is not None and int(refit_steps) < 1:
+            raise InputError(f"refit_steps: expected None or a positive integer, received {refit_steps!r}")
+        self.correction, self.replicates = correction, int(replicates)
+        self.refit_steps = max(1, self.steps // 2) if refit_steps is None else int(refit_steps)
+        self.method = f"mle-{correction}"
+
+    def _fit(self, data: torch.Tensor, generator: torch.Generator, seed: int, init: nn.Module | None) -> FitResult:
+        result = super()._fit(data, generator, seed, init)
+        model, n = result.model, data.shape[0]
+        if self.correction == "bessel":
+            from .models import Gaussian
+
+            if not isinstance(model, Gaussian):
+                raise InputError(f"correction: 'bessel' is the Gaussian's closed form, received a {type(model).__name__}"
+                                 " (use 'parametric-bootstrap')")
+            with torch.no_grad():
+                model.log_std.add_(0.5 * float(np.log(n / (n - 1))))
+            return result
+        refit = MLETrainer(model, steps=self.refit_steps, lr=self.lr, batch_size=self.batch_size,
+                           device=self.device, init_from_data=False)
+        draw_gen = torch.Generator(device=model.device).manual_seed(seed + 7919)
+        totals = {name: torch.zeros_like(p) for name, p in model.named_parameters()}
+        for b in range(self.replicates):
+            with torch.no_grad():
+                replicate = model.rsample(n, generator=draw_gen)
+            boot = refit._fit(replicate.detach(), generator, seed + b, init=model).model
+            for name, p in boot.named_parameters():
+                totals[name] += p.detach()
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                p.copy_(2 * p - totals[name] / self.replicates)
+        return result

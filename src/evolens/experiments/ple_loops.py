@@ -1,15 +1,19 @@
-"""Self-consuming loops, MLE vs PLE (arXiv 2405.13977; loops after Alemohammad et al. 2023).
+"""Self-consuming loops, every PLE arm (arXiv 2405.13977; loops after Alemohammad et al. 2023).
 
 A 1-D Gaussian (n = 20 real samples) and a 2-D mixture of three Gaussians (n = 150) are retrained on their own
-samples for G generations (fully synthetic loop: generation g ≥ 1 sees only n samples of generation g − 1), with
-MLE and with PLE at the paper's λ = 0.1 and at λ = 10. Per generation every loop records the estimated parameters,
-their error against the true distribution, FID/precision/recall against the real data, and the sample spread;
-each loop is an evolens run (``evolens report`` shows its collapse). ``summary.json`` and ``report.md`` hold
-mean ± sd over seeds of the variance ratio (estimated / true) and the parameter error at the last generation.
+samples for G generations (fully synthetic loop: generation g ≥ 1 sees only n samples of generation g − 1) by
+every arm of ``experiments._arms``: MLE, MLE with the classical bias correction (Gaussian: n/(n−1); mixture:
+parametric bootstrap), the hypernetwork at λ = 0, the paper's literal penalty and evolens's penalty at
+λ ∈ {0.01, 0.1, 1, 10}. Per generation every loop records the estimated parameters, their error against the true
+distribution, FID/precision/recall against the real data, and the sample spread; each loop is an evolens run
+(``evolens report`` shows its collapse). ``summary.json`` and ``report.md`` hold, per arm, the variance ratio
+(estimated / true) and the parameter error at the first and last generation and the log-variance drift per
+generation, mean ± 95% interval over seeds.
 
 Besides the fully synthetic loop, the variants of the later literature (``LOOPS``): accumulating all past data
 (Gerstgrasser et al. 2024), half real data in every generation (Bertrand et al. 2024), a sampling bias
-(temperature 0.8, Alemohammad et al. 2023) and warm-starting each generation from the previous one.
+(temperature 0.8, Alemohammad et al. 2023) and warm-starting each generation from the previous one. The variants
+run the arms in ``VARIANT_ARMS`` (the λ sweep runs in the fully synthetic loop).
 
     python -m experiments.ple_loops [--out runs/ple-loops] [--seeds 0 1 2 3 4] [--generations 10]
 """
@@ -25,7 +29,8 @@ import numpy as np
 
 from ._output import write_summary
 from ..collapse.loops import SelfConsumingLoop
-from ..collapse import Gaussian, GaussianMixture, MLETrainer, PLETrainer
+from ..collapse import BiasCorrectedMLETrainer, Gaussian, GaussianMixture, MLETrainer
+from ._arms import arms_legend, mean_ci, ple_arms
 
 GMM_WEIGHTS = np.array([0.5, 0.3, 0.2])
 GMM_MEANS = np.array([[-3.0, 0.0], [0.0, 3.0], [3.0, 0.0]])
@@ -39,6 +44,9 @@ LOOPS: dict[str, dict[str, Any]] = {
     "temperature-0.8": {"temperature": 0.8},
     "warm-start": {"warm_start": True},
 }
+
+#: the arms the loop variants other than fully-synthetic run (the λ sweep runs in the fully synthetic loop)
+VARIANT_ARMS = ("mle", "classical", "ple-lam0", "literal-lam0.1", "evolens-lam0.1", "evolens-lam10")
 
 
 def gaussian_truth() -> dict[str, float]:
@@ -61,20 +69,26 @@ def sample_gmm(n: int, rng: np.random.Generator) -> np.ndarray:
     return (GMM_MEANS[comp] + GMM_STD * rng.standard_normal((n, 2))).astype(np.float32)
 
 
-def trainers(family: str, steps: int) -> dict[str, Any]:
+def trainers(family: str, steps: int, only: Sequence[str] | None = None) -> dict[str, Any]:
+    """Every arm's trainer for ``family`` (``"gaussian"`` or ``"gmm"``), or those named in ``only``."""
     if family == "gaussian":
         def model() -> Gaussian:
             return Gaussian(1)
         mle = MLETrainer(model(), steps=50)
+        classical = BiasCorrectedMLETrainer(model(), steps=50, correction="bessel")
     else:
         def model() -> GaussianMixture:
             return GaussianMixture(3, 2)
         mle = MLETrainer(model(), steps=400, lr=0.02)
-    return {
-        "mle": mle,
-        "ple-lam0.1": PLETrainer(model(), lam=0.1, steps=steps),
-        "ple-lam10": PLETrainer(model(), lam=10.0, steps=steps),
-    }
+        classical = BiasCorrectedMLETrainer(model(), steps=400, lr=0.02, correction="parametric-bootstrap",
+                                            replicates=20, refit_steps=200)
+    return ple_arms(model, mle=mle, classical=classical, ple_kwargs={"steps": steps}, only=only)
+
+
+def arms_for(variant: str, family: str, steps: int) -> list[str]:
+    """Arm names a loop variant runs: every arm in the fully synthetic loop, ``VARIANT_ARMS`` in the others."""
+    names = list(trainers(family, steps))
+    return names if variant == "fully-synthetic" else [n for n in names if n in VARIANT_ARMS]
 
 
 def _spread(result: Any, family: str) -> np.ndarray:
@@ -92,7 +106,7 @@ def _one_loop(job: tuple) -> tuple[str, str, str, np.ndarray, np.ndarray, np.nda
     truth = gaussian_truth() if family == "gaussian" else gmm_truth()
     rng = np.random.default_rng(seed)
     real = rng.normal(0, 1, (n, 1)).astype(np.float32) if family == "gaussian" else sample_gmm(n, rng)
-    trainer = trainers(family, steps)[name]
+    trainer = trainers(family, steps, only=[name])[name]
     folder = Path(out) / family if variant == "fully-synthetic" else Path(out) / family / variant
     loop = SelfConsumingLoop(trainer, real, generations=generations, true_params=truth, seed=seed,
                              run_dir=folder / f"{name}-seed{seed}", name=f"{family} {variant} {name} seed {seed}",
@@ -124,7 +138,7 @@ def run_experiment(out: str | Path, *, seeds: Sequence[int] = (0, 1, 2, 3, 4), g
                                "loops": list(loops)}
     start = time.perf_counter()
     jobs = [(family, variant, name, seed, steps, generations, str(out))
-            for family in families for variant in loops for name in trainers(family, steps) for seed in seeds]
+            for family in families for variant in loops for name in arms_for(variant, family, steps) for seed in seeds]
     results: dict[tuple[str, str, str], list] = {}
     workers = max(1, int(workers or os.cpu_count() or 1))
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
@@ -135,7 +149,7 @@ def run_experiment(out: str | Path, *, seeds: Sequence[int] = (0, 1, 2, 3, 4), g
     for family in families:
         fam: dict[str, Any] = {"n": 20 if family == "gaussian" else 150, "loops": {}}
         for variant in loops:
-            fam["loops"][variant] = _methods(results, family, variant, trainers(family, steps), generations)
+            fam["loops"][variant] = _methods(results, family, variant, arms_for(variant, family, steps), generations)
         fam["methods"] = fam["loops"].get("fully-synthetic", fam["loops"][loops[0]])
         summary["families"][family] = fam
     summary["seconds"] = round(time.perf_counter() - start, 1)
@@ -144,38 +158,48 @@ def run_experiment(out: str | Path, *, seeds: Sequence[int] = (0, 1, 2, 3, 4), g
 
 
 def _methods(results: dict, family: str, variant: str, names: Sequence[str], generations: int) -> dict[str, Any]:
-    """Mean ± sd over seeds of one loop variant's curves, per estimator."""
+    """Per arm: mean and sd over seeds of each curve, and mean with 95% interval of the first/last-generation
+    values and of the log-variance drift per generation."""
     methods: dict[str, Any] = {}
     for name in names:
         ratios, errors, fids = (np.array([r[k] for r in results[(family, variant, name)]]) for k in range(3))
+        drift = np.log(ratios[:, -1] / ratios[:, 0]) / max(1, generations - 1)
         methods[name] = {
             "variance_ratio_mean": ratios.mean(0).round(4).tolist(),
             "variance_ratio_sd": ratios.std(0).round(4).tolist(),
-            "log_variance_drift_per_generation": float(np.mean(np.log(ratios[:, -1] / ratios[:, 0])) / max(1, generations - 1)),
+            "variance_ratio_first_ci": list(mean_ci(ratios[:, 0])[:2]),
+            "variance_ratio_last_ci": list(mean_ci(ratios[:, -1])[:2]),
+            "log_variance_drift_per_generation": float(np.mean(drift)),
+            "log_variance_drift_ci": list(mean_ci(drift)[:2]),
             "param_error_mean": errors.mean(0).round(4).tolist(),
             "param_error_sd": errors.std(0).round(4).tolist(),
+            "param_error_last_ci": list(mean_ci(errors[:, -1])[:2]),
             "fid_mean": fids.mean(0).round(4).tolist(),
+            "fid_last_ci": list(mean_ci(fids[:, -1])[:2]),
         }
     return methods
 
 
+def _ci(pair: Sequence[float], digits: int = 3) -> str:
+    return f"{pair[0]:.{digits}f} ± {pair[1]:.{digits}f}"
+
+
 def _markdown(summary: dict) -> str:
     g = summary["generations"]
-    lines = [f"# Self-consuming loops, MLE vs PLE ({len(summary['seeds'])} seeds, {g} generations)", ""]
+    lines = [f"# Self-consuming loops, every PLE arm ({len(summary['seeds'])} seeds, {g} generations)", ""]
+    first = next(iter(summary["families"].values()))["loops"]
+    lines += arms_legend(list(next(iter(first.values()))))
     for family, fam in summary["families"].items():
         for variant, methods in fam["loops"].items():
             lines += [f"## {family} (n = {fam['n']}), {variant} loop", "",
-                      "| estimator | variance / true, gen 0 | gen last | log-var drift / gen | param error gen 0 "
-                      "| gen last | FID gen last |", "|---|---|---|---|---|---|---|"]
+                      "| arm | variance / true, gen 0 | gen last | log-var drift / gen | param error gen last "
+                      "| FID gen last |", "|---|---|---|---|---|---|"]
             for name, m in methods.items():
-                lines.append(
-                    f"| {name} | {m['variance_ratio_mean'][0]:.3f} ± {m['variance_ratio_sd'][0]:.3f} "
-                    f"| {m['variance_ratio_mean'][-1]:.3f} ± {m['variance_ratio_sd'][-1]:.3f} "
-                    f"| {m['log_variance_drift_per_generation']:+.3f} "
-                    f"| {m['param_error_mean'][0]:.3f} | {m['param_error_mean'][-1]:.3f} ± {m['param_error_sd'][-1]:.3f} "
-                    f"| {m['fid_mean'][-1]:.3f} |")
+                lines.append(f"| {name} | {_ci(m['variance_ratio_first_ci'])} | {_ci(m['variance_ratio_last_ci'])} "
+                             f"| {_ci(m['log_variance_drift_ci'], 4)} | {_ci(m['param_error_last_ci'])} "
+                             f"| {_ci(m['fid_last_ci'])} |")
             lines.append("")
-    lines.append(f"Wall time {summary['seconds']} s.")
+    lines.append(f"PLE steps {summary['steps']} per generation; wall time {summary['seconds']} s.")
     return "\n".join(lines) + "\n"
 
 
