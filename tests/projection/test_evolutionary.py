@@ -96,7 +96,13 @@ def test_quality_functions():
     "kwargs, call, match",
     [
         ({"layout": "spiral"}, None, "layout: expected one of"),
-        ({"alignment_weight": -1}, None, "alignment_weight: expected a non-negative number"),
+        ({"alignment_weight": -1}, None, "alignment_weight: expected a finite non-negative number"),
+        ({"alignment_weight": float("inf")}, None, "alignment_weight: expected a finite"),
+        ({"exaggeration": float("nan")}, None, "exaggeration: expected a finite positive"),
+        ({"layout": "radial", "band_spacing": float("inf")}, None, "band_spacing: expected a finite positive"),
+        ({"n_iter": -1}, None, "n_iter: expected an integer"),
+        ({"affinities": "global"}, None, "affinities: expected one of"),
+        ({"pca_components": 1}, None, "pca_components: expected"),
         ({}, lambda m, s, i: m.fit(s, i[:2]), r"instance_ids: expected one id array per snapshot \(3\)"),
         ({}, lambda m, s, i: m.fit([s[0], s[1][:, :3]], i[:2]), r"snapshots\[1\]: expected 24 feature dimensions"),
         ({}, lambda m, s, i: m.fit([np.full_like(s[0], np.nan)], i[:1]), "finite"),
@@ -104,7 +110,7 @@ def test_quality_functions():
         ({}, lambda m, s, i: m.extend(s[0], i[0]), "call fit"),
         ({"perplexity": 300}, None, "lower perplexity"),
     ],
-    ids=["layout", "weight", "ids-count", "dims", "nan", "ids-shape", "extend-before-fit", "too-few-points"],
+    ids=["layout", "weight", "weight-inf", "exaggeration-nan", "band-inf", "n-iter", "affinities", "pca", "ids-count", "dims", "nan", "ids-shape", "extend-before-fit", "too-few-points"],
 )
 def test_bad_input(planted, kwargs, call, match):
     snapshots, ids, _, _ = planted
@@ -142,3 +148,46 @@ def test_a_saved_map_extends_after_a_restart(planted, tmp_path):
         import pickle
 
         EvolutionaryTSNE.from_bytes(np.frombuffer(pickle.dumps({"not": "a map"}), dtype=np.uint8))
+
+
+def test_per_snapshot_affinities_are_independent_tsnes_when_nothing_ties_them(planted):
+    """With no alignment, no bands and no reference, the per-snapshot objective is T independent t-SNEs: its KL
+    per snapshot and its neighbourhoods match openTSNE run on each snapshot alone."""
+    import openTSNE
+
+    snapshots, ids, _, _ = planted
+    model = EvolutionaryTSNE(affinities="per-snapshot", alignment_weight=0.0, n_iter=500,
+                             early_exaggeration_iter=250, random_state=0).fit(snapshots[:3], ids[:3])
+    alone = [openTSNE.TSNE(random_state=0, n_jobs=1, negative_gradient_method="bh").fit(x) for x in snapshots[:3]]
+    reference_kl = np.mean([e.kl_divergence for e in alone])
+    assert model.loss_terms_["kl"] == pytest.approx(reference_kl, rel=0.15)
+    ours = np.mean([knn_recall(x, y, 10) for x, y in zip(snapshots[:3], model.embedding_)])
+    theirs = np.mean([knn_recall(x, np.asarray(e), 10) for x, e in zip(snapshots[:3], alone)])
+    assert ours > 0.85 * theirs, (ours, theirs)
+    assert model.loss_terms_["alignment"] == 0.0 and model.loss_terms_["displacement"] == 0.0
+
+
+@pytest.mark.parametrize("layout", ["rectilinear", "radial"])
+def test_per_snapshot_map_keeps_bands_aligns_on_the_free_coordinate_and_extends(planted, layout):
+    snapshots, ids, _, reference = planted
+    model = EvolutionaryTSNE(layout=layout, affinities="per-snapshot", random_state=0,
+                             n_iter=150).fit(snapshots[:4], ids[:4], reference=reference)
+    scores = model.scores()
+    assert scores["band_conformity"] > 0.9, scores  # each snapshot readable as its own band / ring
+    assert set(model.loss_terms_) == {"kl", "displacement", "alignment"} and model.loss_terms_["kl"] > 0
+    # the alignment gradient never pushes along the coordinate the band fixes
+    vectors = np.random.default_rng(0).normal(size=(50, 2))
+    at = model.embedding_[1][:50]
+    free = model._free_part(vectors, at)
+    if layout == "rectilinear":
+        assert np.all(free[:, 0] == 0)
+    else:
+        radial = (at - model._centre) / np.linalg.norm(at - model._centre, axis=1, keepdims=True)
+        assert np.abs((free * radial).sum(axis=1)).max() < 1e-9
+    before = [e.copy() for e in model.embedding_]
+    placed = model.extend(snapshots[4], ids[4], n_iter=50)
+    assert placed.shape == (240, 2) and np.isfinite(placed).all()
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.embedding_[:4]))
+    assert model.band_conformity() > 0.85  # the extended snapshot lands in a band of its own, next in order
+    if layout == "rectilinear":
+        assert placed[:, 0].mean() > model.embedding_[3][:, 0].mean()
