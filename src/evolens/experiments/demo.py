@@ -237,7 +237,8 @@ def run_demo(out: str | os.PathLike = "runs/demo", *, epochs: int = 30, every: i
         else:
             print("\nfitting the evolutionary map of all snapshots (digits-cnn features, reference digits in grey) ...")
             projection = analyses.projection(run_dir, encoder="digits-cnn", max_reference=1000, progress=progress)
-        print("map quality: " + ", ".join(f"{k} {v:.3f}" for k, v in projection.scores.items()))
+        order = ("knn_recall", "trustworthiness", "temporal_stability", "band_conformity")
+        print("map quality: " + ", ".join(f"{k} {projection.scores[k]:.3f}" for k in order if k in projection.scores))
     report = write_report(run_dir, report_path(run_dir))
     print(f"sample grids: {run_dir / 'report'}")
     print(f"run directory: {run_dir}")

@@ -578,7 +578,7 @@ class EvolutionaryTSNE(BaseEstimator):
     def scores(self, k: int = 10) -> dict[str, float]:
         """Neighbourhood preservation per snapshot (k-NN recall, trustworthiness; means over snapshots) and
         temporal stability (on the free coordinates: both for ``free``, y for ``rectilinear``, the angle
-        times the mean radius for ``radial``)."""
+        times the mean radius for ``radial``), and for banded layouts ``band_conformity``."""
         self._check_fitted()
         recalls, trusts = [], []
         for x, y in zip(self._features, self.embedding_):
@@ -589,8 +589,9 @@ class EvolutionaryTSNE(BaseEstimator):
         out = {
             "knn_recall": float(np.mean(recalls)) if recalls else float("nan"),
             "trustworthiness": float(np.mean(trusts)) if trusts else float("nan"),
-            "band_conformity": self.band_conformity(),
         }
+        if self.layout != "free" and self.displacement_weight > 0:  # no NaN in what runs store as JSON
+            out["band_conformity"] = self.band_conformity()
         if len(self.embedding_) > 1:
             out["temporal_stability"] = temporal_stability(free, self.instance_ids_, scale=map_scale(free))
         return out
