@@ -20,9 +20,9 @@ EXPERIMENTS = {
                               "two DDPMs on disjoint digit splits: split distance vs test loss (arXiv 2603.03469)"),
     "attribute-bias": ("evolens.experiments.attribute_bias",
                        "pause an image translator when a class loses its attribute, add data, resume (arXiv 2412.12755)"),
-    "ple-loops": ("evolens.experiments.ple_loops", "self-consuming loops, MLE vs PLE (arXiv 2405.13977)"),
-    "ple-gmm": ("evolens.experiments.ple_gmm", "GMM estimation vs sample size and imbalance, MLE vs PLE"),
-    "ple-fairness": ("evolens.experiments.ple_fairness", "imbalanced MNIST VAE: RFair under MLE vs PLE"),
+    "ple-loops": ("evolens.experiments.ple_loops", "self-consuming loops, every PLE arm (arXiv 2405.13977)"),
+    "ple-gmm": ("evolens.experiments.ple_gmm", "GMM estimation vs sample size and imbalance, every PLE arm"),
+    "ple-fairness": ("evolens.experiments.ple_fairness", "imbalanced MNIST VAE: RFair under every PLE arm"),
 }
 
 
