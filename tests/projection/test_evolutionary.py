@@ -191,3 +191,18 @@ def test_per_snapshot_map_keeps_bands_aligns_on_the_free_coordinate_and_extends(
     assert model.band_conformity() > 0.85  # the extended snapshot lands in a band of its own, next in order
     if layout == "rectilinear":
         assert placed[:, 0].mean() > model.embedding_[3][:, 0].mean()
+
+
+def test_a_map_pickled_before_per_snapshot_affinities_still_extends_and_scores(planted):
+    """Runs store fitted maps; one written by the previous version lacks the attributes added with the
+    per-snapshot mode and must load as the joint map it was."""
+    snapshots, ids, _, reference = planted
+    model = EvolutionaryTSNE(layout="rectilinear", random_state=0, n_iter=50).fit(snapshots[:3], ids[:3],
+                                                                                  reference=reference)
+    for name in ("affinities", "reference_affinities", "_blocks", "_reference_reduced", "_band_origin"):
+        del model.__dict__[name]
+    old = EvolutionaryTSNE.from_bytes(model.to_bytes())
+    assert old.get_params()["affinities"] == "joint"
+    placed = old.extend(snapshots[3], ids[3], n_iter=20)
+    assert placed.shape == (240, 2) and np.isfinite(placed).all()
+    assert 0 <= old.scores()["band_conformity"] <= 1

@@ -258,14 +258,18 @@ class EvolutionaryTSNE(BaseEstimator):
         return feats, ids, dim
 
     # -- the extra terms ------------------------------------------------------------------------------
+    def _banded(self) -> bool:
+        """Whether bands/rings are in force: a banded layout with a displacement weight, bands placed."""
+        return (self.layout != "free" and self.displacement_weight > 0
+                and getattr(self, "_band_scale", None) is not None)
+
     def _targets(self, group: np.ndarray) -> np.ndarray | None:
         """Band (x coordinate) or ring (radius) target of every point, once the band scale is fixed."""
-        if self.layout == "free" or self.displacement_weight == 0 or getattr(self, "_band_scale", None) is None:
+        if not self._banded():
             return None
         if self.layout == "rectilinear":
             # the origin is fixed at fit time: bands added by extend go on to the right at the same spacing
-            origin = getattr(self, "_band_origin", (self._n_groups - 1) / 2.0)
-            return (group - origin) * self.band_spacing * 2.0 * self._band_scale
+            return (group - self._band_origin) * self.band_spacing * 2.0 * self._band_scale
         return group * self.band_spacing * self._band_scale  # group 0 (reference) at the centre
 
     def _extra_gradient(self, embedding: np.ndarray, group: np.ndarray, pairs: list[tuple[np.ndarray, np.ndarray]],
@@ -296,7 +300,7 @@ class EvolutionaryTSNE(BaseEstimator):
         """The part of gradient ``vectors`` (n, 2) along the free coordinates of points ``at`` (n, 2): y in a
         rectilinear layout, the tangent of the ring in a radial one (once the bands are placed); all of it
         otherwise."""
-        if self.layout == "free" or self.displacement_weight == 0 or getattr(self, "_band_scale", None) is None:
+        if not self._banded():
             return vectors
         if self.layout == "rectilinear":
             return np.column_stack([np.zeros(len(vectors)), vectors[:, 1]])
@@ -339,7 +343,6 @@ class EvolutionaryTSNE(BaseEstimator):
         group = np.concatenate([np.full(b.shape[0], g + (0 if ref is not None else 1), dtype=np.float64)
                                 for g, b in enumerate(blocks)])
         self._n_groups = len(blocks) + (0 if ref is not None else 1)
-        self._band_origin = None
         if self.layout == "rectilinear" and ref is None:
             group -= 1.0
             self._n_groups -= 1
@@ -387,8 +390,7 @@ class EvolutionaryTSNE(BaseEstimator):
         self._features = feats
         self._reference_features = ref
         self._reference_reduced = x_all[: offsets[1]] if ref is not None else None
-        self._snapshot_groups = [float(group[offsets[first + t]]) for t in range(len(feats))]
-        self.loss_terms_ = self._loss_terms(coords, group, pairs, objective)
+        self.loss_terms_ = self._loss_terms(coords, group, pairs)
         return self
 
     # -- affinities -----------------------------------------------------------------------------------
@@ -423,7 +425,7 @@ class EvolutionaryTSNE(BaseEstimator):
             blocks.append(_Block(rows, self._affinities(x_all[rows]).P, weight))
         return blocks
 
-    def _loss_terms(self, coords: np.ndarray, group: np.ndarray, pairs, objective: _Objective) -> dict[str, float]:
+    def _loss_terms(self, coords: np.ndarray, group: np.ndarray, pairs) -> dict[str, float]:
         """Each term of the objective at ``coords``: the t-SNE KL (blocks weighted by their share of the rows),
         and the displacement and alignment penalties (weight × stiffness / N × sum of squared distances along
         the coordinates they act on)."""
@@ -437,12 +439,8 @@ class EvolutionaryTSNE(BaseEstimator):
             shares = [_Block(b.rows, b.P, share) for b, share in zip(self._blocks, sizes / sizes.sum())]
             kl = _blockwise_kl(coords, shares, 1.0, 1, fft, True, self.n_jobs)[0]
         scale = _STIFFNESS / coords.shape[0]
-        targets = self._targets(group)
-        displacement = 0.0
-        if targets is not None:
-            offset = (coords[:, 0] - targets if self.layout == "rectilinear"
-                      else np.linalg.norm(coords - self._centre, axis=1) - targets)
-            displacement = float(self.displacement_weight * scale * (offset**2).sum())
+        offset = self._band_offset(coords, group)
+        displacement = 0.0 if offset is None else float(self.displacement_weight * scale * (offset**2).sum())
         alignment = 0.0
         for a, b in pairs:
             diff = self._free_part(coords[a] - coords[b], coords[a])
@@ -455,6 +453,15 @@ class EvolutionaryTSNE(BaseEstimator):
                                  "first, or load a fitted one with EvolutionaryTSNE.load / from_bytes")
 
     # -- persistence ----------------------------------------------------------------------------------
+    def __setstate__(self, state: dict) -> None:
+        """Maps pickled before per-snapshot affinities (stored in older runs) were joint maps whose band origin
+        followed the group count: give them those values so ``extend`` and ``scores`` keep working."""
+        defaults = {"affinities": "joint", "reference_affinities": "joined", "_blocks": None,
+                    "_reference_reduced": None}
+        if "_n_groups" in state and "_band_origin" not in state:
+            defaults["_band_origin"] = (state["_n_groups"] - 1) / 2.0
+        super().__setstate__(defaults | state)
+
     def to_bytes(self) -> np.ndarray:
         """The fitted map, serialised with pickle, as a uint8 array (what a run stores)."""
         import pickle
@@ -515,7 +522,6 @@ class EvolutionaryTSNE(BaseEstimator):
             partial = partial.optimize(n_iter=n_iter, negative_gradient_method=objective, learning_rate=0.1,
                                        momentum=0.8, max_grad_norm=0.25)
         self._n_groups += 1
-        self._snapshot_groups.append(float(group[0]))
         coords = np.asarray(partial).copy()
         self.embedding_.append(coords)
         self.instance_ids_.append(new_ids)
@@ -528,6 +534,8 @@ class EvolutionaryTSNE(BaseEstimator):
         joined) with the band/ring and alignment terms; earlier points never move. Starts at the previous
         positions of its instances (others at their nearest previous neighbour's), moved to the new band."""
         import openTSNE
+        import scipy.sparse as sp
+        from openTSNE import affinity
         from sklearn.neighbors import NearestNeighbors
 
         n = reduced.shape[0]
@@ -556,16 +564,12 @@ class EvolutionaryTSNE(BaseEstimator):
         # A partial embedding against the previous snapshot (fixed), because openTSNE re-centres a full
         # embedding at every step, which would drag the new band back to the middle of the map. Its P only
         # carries the exaggeration factor to the objective (sum 1); the blocks hold the real affinities.
-        import scipy.sparse as sp
-
         # openTSNE also confines new points to the box of the fixed embedding's interpolation grid: let that
         # box span the whole map and the new band (with room around it)
         span = np.concatenate([*self.embedding_, init] + ([self.reference_embedding_] if m else []))
         span = np.concatenate([span, span.mean(axis=0) + 1.5 * (span - span.mean(axis=0))])
         carrier = sp.csr_matrix((np.full(n, 1.0 / n), (np.arange(n), np.zeros(n, dtype=int))),
                                 shape=(n, span.shape[0]))
-        from openTSNE import affinity
-
         anchor = openTSNE.TSNEEmbedding(np.ascontiguousarray(span, dtype=np.float64),
                                         affinity.PrecomputedAffinities(sp.eye(span.shape[0], format="csr")))
         anchor.prepare_interpolation_grid()  # openTSNE's partial optimiser asks for it whatever the gradient
@@ -590,7 +594,7 @@ class EvolutionaryTSNE(BaseEstimator):
             "knn_recall": float(np.mean(recalls)) if recalls else float("nan"),
             "trustworthiness": float(np.mean(trusts)) if trusts else float("nan"),
         }
-        if self.layout != "free" and self.displacement_weight > 0:  # no NaN in what runs store as JSON
+        if self._banded():  # no NaN in what runs store as JSON
             out["band_conformity"] = self.band_conformity()
         if len(self.embedding_) > 1:
             out["temporal_stability"] = temporal_stability(free, self.instance_ids_, scale=map_scale(free))
@@ -601,18 +605,24 @@ class EvolutionaryTSNE(BaseEstimator):
         targets of their own (x for ``rectilinear``, the radius for ``radial``). 1 means every snapshot is
         readable as a band; NaN for the ``free`` layout or a zero ``displacement_weight``."""
         self._check_fitted()
-        if self.layout == "free" or self.displacement_weight == 0:
+        if not self._banded():
             return float("nan")
-        inside = []
-        for coords, g in zip(self.embedding_, self._snapshot_groups):
-            target = self._targets(np.array([g]))[0]
-            if self.layout == "rectilinear":
-                offset, half = coords[:, 0] - target, self.band_spacing * self._band_scale
-            else:
-                offset = np.linalg.norm(coords - self._centre, axis=1) - target
-                half = self.band_spacing * self._band_scale / 2.0
-            inside.append(np.abs(offset) < half)
+        # snapshot t is group first + t: reference (or the empty centre of the rings) is group 0, except in a
+        # rectilinear map without reference, whose first band is the first snapshot
+        first = 0 if self.layout == "rectilinear" and self.reference_embedding_ is None else 1
+        half = self.band_spacing * self._band_scale / (1.0 if self.layout == "rectilinear" else 2.0)
+        inside = [np.abs(self._band_offset(coords, np.full(len(coords), float(first + t)))) < half
+                  for t, coords in enumerate(self.embedding_)]
         return float(np.concatenate(inside).mean())
+
+    def _band_offset(self, coords: np.ndarray, group: np.ndarray) -> np.ndarray | None:
+        """(n,) signed distance of each point from its band (x) or ring (radius) target; None when unbanded."""
+        targets = self._targets(group)
+        if targets is None:
+            return None
+        if self.layout == "rectilinear":
+            return coords[:, 0] - targets
+        return np.linalg.norm(coords - self._centre, axis=1) - targets
 
     def free_coordinates(self, embedding: np.ndarray) -> np.ndarray:
         """The coordinates of a snapshot that its band/ring does not fix (for stability scores)."""
