@@ -162,8 +162,7 @@ class _Trainer:
 
     def _fresh_model(self, x: torch.Tensor, generator: torch.Generator, init: nn.Module | None = None) -> nn.Module:
         if init is not None:  # warm start: the previous fit's weights, no re-initialisation from the data
-            model = copy.deepcopy(init).to(self.device)
-            return model
+            return copy.deepcopy(init).to(self.device)
         model = self.template() if not isinstance(self.template, nn.Module) else copy.deepcopy(self.template)
         if not isinstance(model, nn.Module):
             raise InputError(f"model: the factory returned {type(model).__name__}, expected a torch.nn.Module")

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 
 def write_summary(out: Path, summary: dict, markdown: str, progress: bool, what: str = "runs and summary") -> None:
@@ -13,3 +16,28 @@ def write_summary(out: Path, summary: dict, markdown: str, progress: bool, what:
     if progress:
         print(markdown)
         print(f"{what} in {out}")
+
+
+def _single_threaded(fn: Callable[[Any], Any], job: Any) -> Any:
+    import torch
+
+    torch.set_num_threads(1)
+    return fn(job)
+
+
+def in_processes(fn: Callable[[Any], Any], jobs: Sequence[Any], *, workers: int | None, desc: str,
+                 progress: bool) -> Iterator[Any]:
+    """``fn(job)`` for every job in ``workers`` spawned processes (default one per CPU core), each with one torch
+    thread — the experiments' models are too small for intra-op threads to pay off; results as they complete,
+    with a progress bar. ``fn`` must be a module-level function (it is pickled)."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from functools import partial
+    from multiprocessing import get_context
+
+    from tqdm.auto import tqdm
+
+    with ProcessPoolExecutor(max_workers=max(1, int(workers or os.cpu_count() or 1)),
+                             mp_context=get_context("spawn")) as pool:
+        futures = [pool.submit(partial(_single_threaded, fn), job) for job in jobs]
+        for future in tqdm(as_completed(futures), total=len(futures), desc=desc, disable=not progress):
+            yield future.result()

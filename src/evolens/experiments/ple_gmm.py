@@ -12,14 +12,13 @@ and the signed relative bias of the minority component's variance (MLE underesti
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from ._output import write_summary
+from ._output import in_processes, write_summary
 from ..collapse.loops import parameter_error
 from ..collapse import BiasCorrectedMLETrainer, GaussianMixture, MLETrainer
 from ._arms import arms_legend, mean_ci, ple_arms
@@ -50,11 +49,8 @@ def arms(steps: int = 500, only: Sequence[str] | None = None) -> dict[str, Any]:
 
 
 def _one_fit(job: tuple) -> tuple[int, float, str, dict[str, float]]:
-    """One (n, π, arm, seed) fit in a worker process with one torch thread: its errors."""
-    import torch
-
+    """One (n, π, arm, seed) fit (in a worker process): its errors."""
     n, pi, name, seed, steps = job
-    torch.set_num_threads(1)
     x = sample(n, pi, np.random.default_rng(1000 * n + int(100 * pi) + seed))
     params = arms(steps, only=[name])[name].fit(x, seed=seed).parameters()
     errors = parameter_error(params, truth(pi))
@@ -66,11 +62,6 @@ def run_experiment(out: str | Path, *, seeds: Sequence[int] = (0, 1, 2, 3, 4), s
                    imbalances: Sequence[float] = (0.5, 0.2, 0.1), steps: int = 500, progress: bool = True,
                    arm_names: Sequence[str] | None = None, workers: int | None = None) -> dict:
     """Fit every (n, π, arm, seed), ``workers`` processes at a time (default one per core); write the summary."""
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    from multiprocessing import get_context
-
-    from tqdm.auto import tqdm
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     names = list(arms(steps, only=arm_names))
@@ -81,12 +72,8 @@ def run_experiment(out: str | Path, *, seeds: Sequence[int] = (0, 1, 2, 3, 4), s
     start = time.perf_counter()
     jobs = [(n, pi, name, seed, steps) for n in sizes for pi in imbalances for name in names for seed in seeds]
     values: dict[tuple[int, float, str], list[dict[str, float]]] = {}
-    with ProcessPoolExecutor(max_workers=max(1, int(workers or os.cpu_count() or 1)),
-                             mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(_one_fit, job) for job in jobs]
-        for future in tqdm(as_completed(futures), total=len(futures), desc="GMM fits", disable=not progress):
-            n, pi, name, errors = future.result()
-            values.setdefault((n, pi, name), []).append(errors)
+    for n, pi, name, errors in in_processes(_one_fit, jobs, workers=workers, desc="GMM fits", progress=progress):
+        values.setdefault((n, pi, name), []).append(errors)
     cells = []
     for n in sizes:
         for pi in imbalances:

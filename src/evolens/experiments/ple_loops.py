@@ -20,14 +20,13 @@ run the arms in ``VARIANT_ARMS`` (the λ sweep runs in the fully synthetic loop)
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from ._output import write_summary
+from ._output import in_processes, write_summary
 from ..collapse.loops import SelfConsumingLoop
 from ..collapse import BiasCorrectedMLETrainer, Gaussian, GaussianMixture, MLETrainer
 from ._arms import arms_legend, mean_ci, ple_arms
@@ -97,11 +96,8 @@ def _spread(result: Any, family: str) -> np.ndarray:
 
 
 def _one_loop(job: tuple) -> tuple[str, str, str, np.ndarray, np.ndarray, np.ndarray]:
-    """One (family, loop variant, estimator, seed) loop; runs in a worker process with one torch thread."""
-    import torch
-
+    """One (family, loop variant, estimator, seed) loop (in a worker process)."""
     family, variant, name, seed, steps, generations, out = job
-    torch.set_num_threads(1)
     n = 20 if family == "gaussian" else 150
     truth = gaussian_truth() if family == "gaussian" else gmm_truth()
     rng = np.random.default_rng(seed)
@@ -122,11 +118,6 @@ def run_experiment(out: str | Path, *, seeds: Sequence[int] = (0, 1, 2, 3, 4), g
                    workers: int | None = None, loops: Sequence[str] = tuple(LOOPS)) -> dict:
     """Run every (family, estimator, seed) loop, ``workers`` processes at a time (default: one per CPU core,
     each with one torch thread: these models are too small for intra-op threads to pay off)."""
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-    from multiprocessing import get_context
-
-    from tqdm.auto import tqdm
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     unknown = sorted(set(loops) - set(LOOPS))
@@ -140,12 +131,9 @@ def run_experiment(out: str | Path, *, seeds: Sequence[int] = (0, 1, 2, 3, 4), g
     jobs = [(family, variant, name, seed, steps, generations, str(out))
             for family in families for variant in loops for name in arms_for(variant, family, steps) for seed in seeds]
     results: dict[tuple[str, str, str], list] = {}
-    workers = max(1, int(workers or os.cpu_count() or 1))
-    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-        futures = [pool.submit(_one_loop, job) for job in jobs]
-        for future in tqdm(as_completed(futures), total=len(futures), desc="loops", disable=not progress):
-            family, variant, name, ratio, error, fid_values = future.result()
-            results.setdefault((family, variant, name), []).append((ratio, error, fid_values))
+    for family, variant, name, ratio, error, fid_values in in_processes(_one_loop, jobs, workers=workers,
+                                                                        desc="loops", progress=progress):
+        results.setdefault((family, variant, name), []).append((ratio, error, fid_values))
     for family in families:
         fam: dict[str, Any] = {"n": 20 if family == "gaussian" else 150, "loops": {}}
         for variant in loops:
