@@ -15,6 +15,14 @@ the same seed without intervention. Reported per seed: the snapshot that was fla
 per-class FID (digits-cnn features, vs real thick digits of the class) and preservation before (at the flag)
 and after (end of training) for both arms.
 
+The map takes part in the detection, as in the paper, where the owner sees the translated images of a class
+settle among other classes on the evolving map. Each run holds a ``thick`` reference (real thick digits of every
+class, 6s included); after training, the live worker's map is replayed over the run's snapshots in order (fitted
+on the first three, then each snapshot placed by ``extend`` — the coordinates a live dashboard showed at that
+step) and, per snapshot, ``map_neighbour_shift`` gives the share of translated 6s whose nearest reference digits
+on the map are mostly of other classes. The map "would have flagged" at the first snapshot (from the rule's
+``min_step``) where that share reaches 1 − threshold, the mirror of the classifier rule; both steps are reported.
+
     python -m experiments.attribute_bias [--out runs/attribute-bias] [--seeds 0 1 2]
 """
 
@@ -22,7 +30,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -38,6 +46,7 @@ from ..metrics.proximity import nearest_neighbors
 from .models import Translator
 
 AFFECTED = 6  # the class absent from the thick target domain
+MAP_REFERENCE = "thick"  # real thick digits of every class: the grey points of the map
 
 
 def thicken(images: torch.Tensor) -> torch.Tensor:
@@ -58,6 +67,60 @@ def _loss(model: Translator, x: torch.Tensor, targets: np.ndarray, target_featur
     return F.mse_loss(out, target) + content_weight * content
 
 
+def map_neighbour_shift(coords: np.ndarray, labels: np.ndarray, reference_coords: np.ndarray,
+                        reference_labels: np.ndarray, cls: int, k: int = 5) -> float:
+    """Share of the points of class ``cls`` whose ``k`` nearest reference points on the map mostly (more than
+    half) carry another label.
+
+    Args:
+        coords: (n, 2) map coordinates of one snapshot; labels: (n,) the class each point should show.
+        reference_coords: (m, 2) map coordinates of labelled reference points; reference_labels: (m,).
+        cls: the class watched; k: neighbours per point (k <= m).
+
+    Returns a share in [0, 1]; NaN when no point has label ``cls``.
+    """
+    from scipy.spatial import cKDTree
+
+    mine = np.asarray(coords, dtype=np.float64)[np.asarray(labels) == cls]
+    if mine.shape[0] == 0:
+        return float("nan")
+    _, index = cKDTree(np.asarray(reference_coords, dtype=np.float64)).query(mine, k=k)
+    other = np.asarray(reference_labels)[index.reshape(len(mine), k)] != cls
+    return float(np.mean(other.sum(axis=1) > k / 2))
+
+
+def first_flag(steps: Sequence[int], values: Sequence[float], *, above: float, min_step: int) -> int | None:
+    """The first step >= ``min_step`` whose value is >= ``above`` (NaN never flags), or None."""
+    for step, value in zip(steps, values):
+        if step >= min_step and np.isfinite(value) and value >= above:
+            return int(step)
+    return None
+
+
+def map_series(run_dir: str | Path, *, cls: int = AFFECTED, k: int = 5) -> tuple[list[int], list[float]]:
+    """Replay the live worker's map over a finished run (digits-cnn features, the ``thick`` reference) and
+    return, per snapshot, ``map_neighbour_shift`` of class ``cls`` at the coordinates that snapshot received
+    when it was first placed (the map fitted on the first three snapshots, then extended one snapshot at a time,
+    refitted when it stops keeping neighbourhoods — what a live dashboard showed)."""
+    from ..analyses.live import Live, watch
+    from ..analyses.projection import projection_coords, projection_reference_labels, stored_projections
+    from ..store import open_run
+
+    watch(run_dir, Live(encoder="digits-cnn", reference=MAP_REFERENCE, analyses=("map",), heldout=None,
+                        map_max_reference=1000), progress=False)
+    placed: dict[int, float] = {}
+    with open_run(run_dir) as run:
+        for meta in stored_projections(run):
+            reference_coords = projection_coords(run, meta, None)
+            reference_labels = projection_reference_labels(run, meta)
+            for step in meta["steps"]:
+                if step not in placed:  # the first placement is the one seen at that step
+                    placed[step] = map_neighbour_shift(projection_coords(run, meta, step), run.labels(step),
+                                                       reference_coords, reference_labels, cls, k)
+    steps = sorted(placed)
+    return steps, [placed[s] for s in steps]
+
+
 @dataclass
 class ArmResult:
     arm: str
@@ -68,6 +131,9 @@ class ArmResult:
     preservation_before: dict[int, float]
     preservation_after: dict[int, float]
     run: str
+    map_flagged_step: int | None = None
+    map_steps: list[int] = field(default_factory=list)
+    map_shift: list[float] = field(default_factory=list)
 
 
 def _evaluate(model: Translator, sources: torch.Tensor, labels: np.ndarray, real_thick_features: dict[int, np.ndarray],
@@ -125,6 +191,7 @@ def run_arm(out: Path, arm: str, seed: int, data: dict, *, steps: int, every: in
     step = 0
     monitor = make_monitor()
     monitor.add_reference("train", sources.numpy(), data["train_labels"])
+    monitor.add_reference(MAP_REFERENCE, data["map_reference_images"], data["map_reference_labels"])
     bar = tqdm(total=steps, desc=f"{arm} seed {seed}", disable=not progress, leave=False)
     while step < steps:
         index = torch.randint(0, sources.shape[0], (batch_size,), generator=generator)
@@ -139,7 +206,7 @@ def run_arm(out: Path, arm: str, seed: int, data: dict, *, steps: int, every: in
         if result.should_pause:
             monitor.close()
             # Intervention: resume the same run from the checkpoint with de-correlating examples added.
-            state = torch.load(checkpoints / f"step{step:05d}.pt")
+            state = torch.load(checkpoints / f"step{step:05d}.pt", weights_only=True)
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             targets = np.concatenate([targets, data["decorrelating"]])
@@ -155,8 +222,10 @@ def run_arm(out: Path, arm: str, seed: int, data: dict, *, steps: int, every: in
     after = _evaluate(model, data["eval_sources"], data["eval_labels"], data["real_features"], digits)
     if before is None:  # never flagged: "before" is the state at the end, for the table
         before = after
+    map_steps, map_shift = map_series(run_dir)
+    map_flag = first_flag(map_steps, map_shift, above=1.0 - threshold, min_step=2 * every)
     return ArmResult(arm, flagged, None if flagged is None else 100.0 * flagged / steps,
-                     before[0], after[0], before[1], after[1], str(run_dir))
+                     before[0], after[0], before[1], after[1], str(run_dir), map_flag, map_steps, map_shift)
 
 
 def prepare_data(seed: int, digits, n_probes_per_class: int = 10) -> dict:
@@ -176,7 +245,10 @@ def prepare_data(seed: int, digits, n_probes_per_class: int = 10) -> dict:
     real_thick = thicken(eval_sources).numpy()
     features = digits.encode(real_thick)
     real_features = {c: features[heldout.labels == c] for c in range(10)}
-    return {"train_sources": sources, "train_labels": train.labels[source_idx],
+    not_probes = np.setdiff1d(np.arange(len(heldout)), probe_idx)  # a probe's own thick image is no neighbour
+    map_index = np.sort(rng.choice(not_probes, size=min(1000, len(not_probes)), replace=False))
+    return {"map_reference_images": real_thick[map_index], "map_reference_labels": heldout.labels[map_index],
+            "train_sources": sources, "train_labels": train.labels[source_idx],
             "targets_biased": np.ascontiguousarray(biased), "decorrelating": np.ascontiguousarray(decorrelating),
             "probe_images": eval_sources[probe_idx], "probe_labels": heldout.labels[probe_idx],
             "eval_sources": eval_sources, "eval_labels": heldout.labels, "real_features": real_features}
@@ -203,7 +275,8 @@ def run_experiment(out: str | Path = "runs/attribute-bias", *, seeds: Sequence[i
             print(f"seed {seed} {arm:12s}: flagged at step {result.flagged_step} "
                   f"({result.flagged_percent if result.flagged_percent is None else round(result.flagged_percent, 1)}%); "
                   f"class {a}: preservation {result.preservation_before[a]:.2f} -> {result.preservation_after[a]:.2f}, "
-                  f"FID {result.fid_before[a]:.1f} -> {result.fid_after[a]:.1f}", flush=True)
+                  f"FID {result.fid_before[a]:.1f} -> {result.fid_after[a]:.1f}; the map would have flagged at "
+                  f"step {result.map_flagged_step}", flush=True)
     summary = {"config": {"seeds": list(seeds), "steps": steps, "every": every, "threshold": threshold,
                           "content_weight": content_weight, "affected_class": AFFECTED},
                "arms": results, "out": str(out)}
@@ -221,18 +294,26 @@ def _plot(results: list[dict], path: Path) -> None:
 
     from ..store import open_run
 
-    fig, ax = plt.subplots(figsize=(8, 4.5))
+    fig, (ax, ax_map) = plt.subplots(1, 2, figsize=(13, 4.5))
     for r in results:
         with open_run(r["run"]) as run:
             steps, values = run.scalars(f"attr/preservation/class={AFFECTED}")
         style = "-" if r["arm"] == "intervention" else "--"
-        ax.plot(steps, values, style, label=f"{r['arm']} seed {r['seed']}")
+        line, = ax.plot(steps, values, style, label=f"{r['arm']} seed {r['seed']}")
+        if r.get("map_steps"):
+            ax_map.plot(r["map_steps"], r["map_shift"], style, color=line.get_color())
         if r["arm"] == "intervention" and r["flagged_step"] is not None:
             ax.axvline(r["flagged_step"], color="grey", alpha=0.3)
+        if r.get("map_flagged_step") is not None:
+            ax_map.axvline(r["map_flagged_step"], color=line.get_color(), alpha=0.3)
     ax.set_xlabel("training step")
-    ax.set_ylabel(f"identity preservation of class {AFFECTED}")
-    ax.set_title("thin → thick translation with no thick 6s in the target domain")
+    ax.set_ylabel(f"identity preservation of class {AFFECTED} (digits-cnn)")
+    ax.set_title("classifier: thin → thick, no thick 6s in the target domain", fontsize=10)
     ax.legend(fontsize=7, ncol=2)
+    ax_map.set_xlabel("training step")
+    ax_map.set_ylabel(f"share of translated {AFFECTED}s among other digits")
+    ax_map.set_title("map: nearest thick reference digits are another class", fontsize=10)
+    ax_map.set_ylim(-0.02, 1.02)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -26,10 +26,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from .. import names as N
-from ._output import write_summary
+from ._output import in_processes, write_summary
 from ..data import mnist
 from ..metrics import fid, prdc, rfair
 from ..collapse import VAE, MLETrainer
@@ -68,9 +67,18 @@ def arms(steps: int = 1000, batch_size: int = 128, only: Sequence[str] | None = 
                                 "width": 32, "warmup": 0.3})
 
 
+def _fit_and_sample(job: tuple) -> tuple[float, int, str, np.ndarray, float]:
+    """One (ratio, seed, arm) VAE fit (in a worker process): ``n_samples`` samples (n, 1, 28, 28) and its seconds."""
+    ratio, seed, name, steps, batch_size, n_samples = job
+    images, _ = imbalanced_set(ratio, seed)
+    fit = arms(steps, batch_size, only=[name])[name].fit(images, seed=seed)
+    return ratio, seed, name, fit.sample(n_samples, seed=seed), fit.seconds
+
+
 def run_experiment(out: str | Path, *, ratios: Sequence[float] = (10,), seeds: Sequence[int] = (0, 1, 2, 3, 4),
                    steps: int = 1000, batch_size: int = 128, n_samples: int = 2000,
-                   arm_names: Sequence[str] | None = None, progress: bool = True) -> dict:
+                   arm_names: Sequence[str] | None = None, progress: bool = True,
+                   workers: int | None = None) -> dict:
     from ..encoders import get_encoder
     from ..store.writer import RunWriter
 
@@ -79,14 +87,13 @@ def run_experiment(out: str | Path, *, ratios: Sequence[float] = (10,), seeds: S
     classifier = get_encoder("digits-cnn")
     real = mnist("train")
     real_features = {c: classifier.encode(real.images[real.labels == c]) for c in (MAJORITY, MINORITY)}
-    trainers = arms(steps, batch_size, only=arm_names)
+    names = list(arms(steps, batch_size, only=arm_names))
     rows: list[dict[str, Any]] = []
     start = time.perf_counter()
-    jobs = [(r, s, name) for r in ratios for s in seeds for name in trainers]
-    for ratio, seed, name in tqdm(jobs, desc="VAE fits", disable=not progress):
+    jobs = [(r, s, name, steps, batch_size, n_samples) for r in ratios for s in seeds for name in names]
+    for ratio, seed, name, samples, seconds in in_processes(_fit_and_sample, jobs, workers=workers,
+                                                             desc="VAE fits", progress=progress):
         images, labels = imbalanced_set(ratio, seed)
-        fit = trainers[name].fit(images, seed=seed)
-        samples = fit.sample(n_samples, seed=seed)
         generated = label_with_abstention(classifier, samples)
         features = classifier.encode(samples)
         per_class_fid, per_class = {}, {}
@@ -107,7 +114,7 @@ def run_experiment(out: str | Path, *, ratios: Sequence[float] = (10,), seeds: S
                "coverage_majority": per_class[MAJORITY]["coverage"],
                "coverage_minority": per_class[MINORITY]["coverage"],
                "fid_majority": per_class_fid[MAJORITY], "fid_minority": per_class_fid[MINORITY],
-               "seconds": round(fit.seconds, 1)}
+               "seconds": round(seconds, 1)}
         row["ri"] = row["n_majority_train"] / row["n_minority_train"]
         row["amplification"] = row["rfair"] / row["ri"]
         row["fid_ratio"] = row["fid_minority"] / row["fid_majority"]
@@ -119,7 +126,8 @@ def run_experiment(out: str | Path, *, ratios: Sequence[float] = (10,), seeds: S
             w.write_scalars(0, {f"{N.FAIRNESS}/{k}": row[k] for k in (N.RFAIR, N.AMPLIFICATION, N.FID_RATIO)}
                             | {N.scalar_name(N.QUALITY, N.FID, cls=c, encoder=classifier.id, reference="mnist-train"):
                                per_class_fid[c] for c in (MAJORITY, MINORITY)})
-    summary = {"rows": rows, "seconds": round(time.perf_counter() - start, 1), "arms": list(trainers), "steps": steps,
+    rows.sort(key=lambda r: (r["ratio"], names.index(r["estimator"]), r["seed"]))
+    summary = {"rows": rows, "seconds": round(time.perf_counter() - start, 1), "arms": names, "steps": steps,
                "data": real.source, "n_train_digits": len(real)}
     write_summary(out, summary, _markdown(summary), progress, "runs and summary")
     return summary
@@ -157,10 +165,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--arms", nargs="+", default=None, choices=list(arms()), help="default: every arm")
+    parser.add_argument("--workers", type=int, default=None, help="worker processes (default: one per CPU core)")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     run_experiment(args.out, ratios=args.ratios, seeds=args.seeds, steps=args.steps, arm_names=args.arms,
-                   progress=not args.quiet)
+                   progress=not args.quiet, workers=args.workers)
     return 0
 
 
