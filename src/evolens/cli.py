@@ -223,11 +223,22 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from .views.server import create_app
+    from .views.server import LOOPBACK_HOSTS, WILDCARD_HOSTS, create_app
 
-    app = create_app(args.dir)
+    if not 0 <= args.port <= 65535:
+        raise InputError(f"--port: expected a TCP port in 0..65535, received {args.port}")
+    allowed = [args.host, *args.allow_host]
+    if args.host in WILDCARD_HOSTS:  # bound to every interface: the machine's own names reach it too
+        import socket
+
+        allowed += [socket.gethostname(), socket.getfqdn()]
+        try:
+            allowed += sorted({info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None)})
+        except OSError:  # a host name that does not resolve: its addresses need --allow-host
+            pass
+    app = create_app(args.dir, allowed_hosts=[h for h in allowed if h])
     print(f"evolens dashboard of {Path(args.dir).resolve()} on http://{args.host}:{args.port} (read-only; Ctrl+C stops)")
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
+    if args.host not in LOOPBACK_HOSTS:
         print("warning: the dashboard has no authentication; anyone who reaches this address can read the runs",
               file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
@@ -322,6 +333,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", nargs="?", default="runs")
     p.add_argument("--port", type=int, default=8765)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: localhost only)")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="a host name the browser may use to reach the dashboard, besides loopback names and --host "
+                        "(repeatable; the Host header of every request is checked)")
     p.set_defaults(func=cmd_serve)
 
     # `evolens demo ...` is `evolens experiment demo ...` (see main); listed here for --help

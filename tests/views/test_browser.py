@@ -291,3 +291,73 @@ def test_dashboard_with_100_snapshots_of_5000_points(browser, serve, tmp_path):
     print("dashboard 100 x 5000:", timings)
     assert payload < 1_000_000
     assert p.errors == [], p.errors
+
+
+XSS = ('</script><script>window.__xss=(window.__xss||0)+1</script><img src=x onerror="window.__xss=1">'
+       '<svg onload="window.__xss=1"></svg>\u2028')
+
+
+def _hostile_run(root: Path) -> Path:
+    """A run whose name, config, probe ids, reference name, scalar names and event kinds/messages carry script
+    payloads, with a map (the probe ids reach its hover text)."""
+    import torch
+
+    from evolens import Monitor, Probes, analyses
+
+    rng = np.random.default_rng(0)
+    probes = Probes.from_images(rng.random((20, 1, 8, 8), dtype=np.float32), labels=np.arange(20) % 4,
+                                ids=[f"{XSS}{i}" for i in range(20)])
+    run_dir = root / "hostile"
+    with Monitor(run_dir, lambda p: {"samples": p.images + 0.1 * torch.rand_like(p.images), "labels": p.labels},
+                 every=1, probes=probes, name=f"run {XSS}", config={XSS: XSS, "lr": XSS}) as monitor:
+        monitor.add_reference(f"train{XSS}", rng.random((40, 1, 8, 8), dtype=np.float32), np.arange(40) % 4)
+        monitor.add_reference("train", rng.random((40, 1, 8, 8), dtype=np.float32), np.arange(40) % 4)
+        for step in range(4):
+            monitor.log(step, **{f"loss/{XSS}": float(step), "loss/train": 1.0 / (step + 1)})
+            monitor.step(step)
+        monitor.event("alert", f"message {XSS}", step=2, level="alert")
+        monitor.event(f"kind{XSS}", f"another {XSS}", step=3, level="warning")
+    analyses.projection(run_dir, encoder="pixels", max_reference=40, progress=False, n_iter=100)
+    return run_dir
+
+
+def _assert_nothing_ran(p: Page) -> None:
+    assert p.page.evaluate("() => window.__xss") is None
+    # no element made from a payload: no script that is the payload, no img/svg carrying its handler
+    assert p.page.locator("script:not([src])").evaluate_all(
+        "(nodes) => nodes.filter(n => n.textContent.trim().startsWith('window.__xss')).length") == 0
+    assert p.page.locator("[onerror], [onload]").count() == 0
+
+
+def test_script_payloads_in_a_run_never_execute(browser, serve, tmp_path):
+    from evolens.views.report import write_report
+
+    run_dir = _hostile_run(tmp_path)
+    dialogs: list[str] = []
+    # the static report, opened from disk
+    report = write_report([run_dir], tmp_path / "report.html")
+    p = Page(browser, ("file://",))
+    p.page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    p.page.goto(report.as_uri())
+    p.page.wait_for_selector("#projection-0 .main-svg")
+    assert "run </script>" in p.page.inner_text("header h1")  # shown as text, whole
+    assert "message </script>" in p.page.inner_text("#alerts-table")
+    _assert_nothing_ran(p)
+    p.shot("report-hostile.png")
+    # the dashboard, and the report through the dashboard's /files/
+    url = serve(tmp_path)
+    d = Page(browser, (url,))
+    d.page.on("dialog", lambda x: (dialogs.append(x.message), x.dismiss()))
+    d.page.goto(url + "/?run=hostile")
+    d.page.wait_for_function("() => window.__evolens && window.__evolens.renders.projection !== undefined")
+    d.page.wait_for_selector("#metric-loss .main-svg")
+    assert "run </script>" in d.page.inner_text("#summary-body")
+    assert "message </script>" in d.page.inner_text("#alerts-body")
+    d.page.hover("#projection-plot .nsewdrag")  # hover text holds the probe ids
+    _assert_nothing_ran(d)
+    d.shot("dashboard-hostile.png")
+    shutil.copy(report, run_dir / "report.html")
+    response = d.page.request.get(url + "/api/runs/hostile/files/report.html")
+    assert response.headers["content-disposition"].startswith("attachment")
+    assert dialogs == []
+    assert d.outside == [] and p.outside == []

@@ -16,7 +16,7 @@ from evolens.views.server import create_app, run_ids
 def client(view_root):
     # a secret next to the served folder: nothing may ever read it through the app
     (view_root.parent / "secret.txt").write_text("do not serve")
-    return TestClient(create_app(view_root))
+    return TestClient(create_app(view_root), base_url="http://127.0.0.1")
 
 
 def test_runs_and_summary(client, view_root):
@@ -79,8 +79,9 @@ def test_unknown_runs_and_steps_are_404(client):
 
 
 def test_files_are_served_only_from_inside_the_run(client, view_root):
-    ok = client.get("/api/runs/demo-like/files/runs.sqlite")
-    assert ok.status_code == 200 and ok.content[:15] == b"SQLite format 3"
+    (view_root / "demo-like" / "notes.txt").write_text("a note")
+    ok = client.get("/api/runs/demo-like/files/notes.txt")
+    assert ok.status_code == 200 and ok.content == b"a note"
     attempts = [
         "/api/runs/demo-like/files/../../secret.txt",
         "/api/runs/demo-like/files/..%2F..%2Fsecret.txt",
@@ -103,7 +104,7 @@ def test_symlink_out_of_the_run_is_not_followed(view_root, tmp_path):
     link = view_root / "group" / "other" / "link.txt"
     link.symlink_to(outside)
     try:
-        response = TestClient(create_app(view_root)).get("/api/runs/group~other/files/link.txt")
+        response = TestClient(create_app(view_root), base_url="http://127.0.0.1").get("/api/runs/group~other/files/link.txt")
         assert response.status_code == 404 and b"outside" not in response.content
     finally:
         link.unlink()
@@ -144,8 +145,81 @@ def test_dashboard_payload_for_5000_points_is_under_1_mb(tmp_path):
                             source="p1", step=step)
         run.add_event("projection", "synthetic", data={"projection_id": "p1", "encoder_id": "enc", "layout": "free",
                                                      "steps": [0, 1, 2], "scores": {}})
-    client = TestClient(create_app(tmp_path))
+    client = TestClient(create_app(tmp_path), base_url="http://127.0.0.1")
     response = client.get("/api/runs/big/projection/1")
     assert response.status_code == 200
     assert len(response.json()["x"]) == 5000
     assert len(response.content) < 1_000_000, len(response.content)
+
+
+def test_a_foreign_host_is_refused(view_root):
+    app = create_app(view_root, allowed_hosts=["gpu-box.lan"])
+    for host in ("127.0.0.1", "localhost", "[::1]", "127.0.0.1:8765", "LOCALHOST:1", "gpu-box.lan:8765"):
+        response = TestClient(app, base_url=f"http://{host}").get("/api/runs")
+        assert response.status_code == 200, host
+    # DNS rebinding: the attacker's name resolves to 127.0.0.1, the browser still sends it as Host
+    for host in ("attacker.example", "127.0.0.1.attacker.example", "localhost.evil:8765", "gpu-box.lan.evil"):
+        for url in ("/api/runs", "/api/runs/demo-like/files/runs.sqlite", "/"):
+            response = TestClient(app, base_url=f"http://{host}").get(url)
+            assert response.status_code == 400, (host, url)
+            assert b"SQLite" not in response.content and b"demo-like" not in response.content
+    with pytest.raises(InputError, match="allowed_hosts"):
+        create_app(view_root, allowed_hosts="gpu-box.lan")
+
+
+def test_security_headers_on_every_answer(client):
+    for url in ("/", "/api/runs", "/api/runs/demo-like/samples/1.png", "/api/runs/missing", "/static/plotly.min.js"):
+        headers = client.get(url).headers
+        assert headers["x-content-type-options"] == "nosniff", url
+        csp = headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in csp and "default-src 'none'" in csp and "'unsafe-inline'" not in \
+            csp.split("script-src")[1].split(";")[0], url
+    # the page's inline scripts are allowed by hash, nothing else inline
+    import base64
+    import hashlib
+    import re
+
+    page = client.get("/")
+    for body in re.findall(r"<script>(.*?)</script>", page.text, flags=re.S):
+        digest = base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
+        assert f"'sha256-{digest}'" in page.headers["content-security-policy"]
+
+
+def test_files_images_inline_everything_else_attachment(client, view_root):
+    run = view_root / "demo-like"
+    (run / "picture.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    (run / "evil.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"></svg>')
+    (run / "evil.html").write_text("<script>alert(1)</script>")
+    picture = client.get("/api/runs/demo-like/files/picture.png")
+    assert picture.headers["content-type"] == "image/png" and picture.headers["content-disposition"].startswith("inline")
+    for name in ("evil.svg", "evil.html"):
+        response = client.get(f"/api/runs/demo-like/files/{name}")
+        assert response.status_code == 200
+        assert response.headers["content-disposition"].startswith("attachment"), name
+        assert response.headers["content-type"] == "application/octet-stream"
+        assert "sandbox" in response.headers["content-security-policy"]
+    # the store's database, its journal and unknown types are not served at all
+    for name in ("runs.sqlite", "runs.sqlite-wal", "arrays"):
+        assert client.get(f"/api/runs/demo-like/files/{name}").status_code == 404, name
+
+
+def test_a_symlinked_run_outside_the_root_breaks_nothing(view_root, tmp_path):
+    from evolens.store.writer import RunWriter
+
+    def make_run(path):
+        with RunWriter(path, name=path.name) as writer:
+            writer.write_snapshot(0, {"samples": np.zeros((4, 2), np.float32)})
+        return path
+
+    outside = make_run(tmp_path / "elsewhere" / "outside")
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "own").symlink_to(view_root / "demo-like")  # links inside the tree to runs outside it
+    (served / "escape").symlink_to(outside)
+    make_run(served / "inside")
+    client = TestClient(create_app(served), base_url="http://127.0.0.1")
+    runs = client.get("/api/runs")
+    assert runs.status_code == 200 and [r["id"] for r in runs.json()] == ["inside"]
+    for url in ("/api/runs/inside", "/api/runs/inside/steps", "/api/runs/inside/events", "/"):
+        assert client.get(url).status_code == 200, url
+    assert client.get("/api/runs/escape").status_code == 404

@@ -2,6 +2,20 @@
 the colours of marked events, and the map renderer (JavaScript)."""
 
 import json
+from typing import Any
+
+# characters that could end a <script> element, open an HTML comment or end a JS line inside a string literal
+_SCRIPT_UNSAFE = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+
+
+def script_json(value: Any, **dumps_kwargs: Any) -> str:
+    """``value`` as JSON safe to place inside an HTML ``<script>`` element: ``<``, ``>``, ``&`` and the JavaScript
+    line separators become ``\\uXXXX`` escapes (the JSON still decodes to the same value), so no string in it —
+    a probe id such as ``</script><script>…`` — can end the element or start markup."""
+    text = json.dumps(value, **dumps_kwargs)
+    for unsafe, escaped in _SCRIPT_UNSAFE.items():
+        text = text.replace(unsafe, escaped)
+    return text
 
 # d3's category10: one fixed colour per class label (cycled) and per compared run
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
@@ -54,4 +68,4 @@ function evolensDrawProjection(div, meta, ref, p) {
     yaxis: {range: [y0 - pady, y1 + pady], showticklabels: false, zeroline: false, scaleanchor: "x"},
     template: "plotly_white", showlegend: true, legend: {x: 0, y: 1}}, {displaylogo: false, responsive: true});
 }
-""".replace("__PALETTE__", json.dumps(PALETTE))
+""".replace("__PALETTE__", script_json(PALETTE))

@@ -1,8 +1,6 @@
 """The dashboard's one page: plain HTML + JavaScript over the JSON API, plotly.js served by the app itself."""
 
-import json
-
-from .assets import CSS, EVENT_COLORS, PROJECTION_JS
+from .assets import CSS, EVENT_COLORS, PROJECTION_JS, script_json
 from .data import MARKED_EVENT_KINDS
 
 PAGE = r"""<!DOCTYPE html>
@@ -208,5 +206,5 @@ loadRuns().catch(e => setStatus("error: " + e.message));
 setInterval(() => { loadRuns().then(() => refresh(false)).catch(e => setStatus("error: " + e.message)); }, 2000);
 </script>
 </body></html>
-""".replace("__PROJECTION_JS__", PROJECTION_JS).replace("__MARKED__", json.dumps(list(MARKED_EVENT_KINDS))) \
-    .replace("__EVENT_COLORS__", json.dumps(EVENT_COLORS)).replace("__CSS__", CSS)
+""".replace("__PROJECTION_JS__", PROJECTION_JS).replace("__MARKED__", script_json(list(MARKED_EVENT_KINDS))) \
+    .replace("__EVENT_COLORS__", script_json(EVENT_COLORS)).replace("__CSS__", CSS)

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..store.run import Run, open_run
-from .assets import CSS, EVENT_COLORS, PALETTE, PROJECTION_JS
+from .assets import CSS, EVENT_COLORS, PALETTE, PROJECTION_JS, script_json
 from .data import (
     MARKED_EVENT_KINDS,
     event_list,
@@ -152,7 +152,7 @@ def _samples_html(runs: list[Run]) -> str:
             f'<label>snapshot <input type="range" id="grid-slider" min="0" max="{len(steps) - 1}" value="0" step="1" '
             f'style="width:60%"></label> <span id="grid-step">step {steps[0]}</span>'
             f'<div class="grids">{"".join(blocks)}</div>'
-            f"<script>(function(){{const steps={json.dumps(steps)};const data={json.dumps(script_data)};"
+            f"<script>(function(){{const steps={script_json(steps)};const data={script_json(script_data)};"
             "const slider=document.getElementById('grid-slider');slider.addEventListener('input',function(){"
             "const s=String(steps[+slider.value]);document.getElementById('grid-step').textContent='step '+s;"
             "for(const id in data){const img=document.getElementById(id);img.src=data[id][s][0];"
@@ -213,7 +213,7 @@ features{'; ' + _esc(scores) if scores else ''})</span></h3>
 style="width:60%"></label> <span id="projection-step-{r}">step {steps[0]}</span>
 <button id="projection-play-{r}">play</button></div>
 <div id="projection-{r}" class="projection-plot" style="height:520px"></div>
-<script>(function(){{const d={json.dumps(data, separators=(",", ":"))};const div="projection-{r}";
+<script>(function(){{const d={script_json(data, separators=(",", ":"))};const div="projection-{r}";
 const slider=document.getElementById("projection-slider-{r}"),label=document.getElementById("projection-step-{r}");
 function show(){{const s=d.steps[+slider.value];label.textContent="step "+s;evolensDrawProjection(div,d,d.reference,d.frames[String(s)]);}}
 slider.addEventListener("input",show);let timer=null;const play=document.getElementById("projection-play-{r}");

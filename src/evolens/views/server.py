@@ -15,21 +15,69 @@ JSON API (all read-only; unknown runs, steps and files answer 404, never a file 
 
 ``GET /`` is the one-page dashboard; it polls the API every 2 s, so it follows a run while training writes it.
 Runs are opened read-only per request (SQLite WAL readers never block the writer).
+
+The dashboard has no accounts, so it keeps what it serves to its owner's browser:
+
+- **Host check**: a request whose ``Host`` is not a loopback name or one of ``allowed_hosts`` gets 400 — a web page
+  that rebinds its own DNS name to 127.0.0.1 cannot read the runs.
+- **Headers on every answer**: a Content-Security-Policy that runs only the page's own scripts (by hash) and
+  plotly.js (``'unsafe-eval'`` stays: plotly's WebGL traces compile shaders through ``new Function``), loads
+  nothing from elsewhere and lets no other site frame the page; ``X-Content-Type-Options: nosniff``;
+  ``Referrer-Policy: no-referrer``.
+- ``/files/`` serves only listed types: images inline, everything else (HTML, SVG, JSON, arrays, checkpoints…) as
+  an attachment, so a file of a run never runs as a page of the dashboard's origin; the store's database is not
+  served.
+- A run reached through a symlink that leaves the served folder is not listed.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
-from collections.abc import Iterator
+import re
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import EvolensError, InputError
 from ..store.run import Run, find_runs, is_run_dir, open_run
 
-__all__ = ["create_app", "run_ids"]
+__all__ = ["LOOPBACK_HOSTS", "create_app", "host_allowed", "run_ids"]
 
 ROOT_RUN_ID = "_"
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
+
+# /files/: served inline (images), as attachments (the rest of the list); anything else answers 404
+INLINE_FILE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
+                     ".webp": "image/webp"}
+ATTACHMENT_FILE_TYPES = frozenset({".html", ".htm", ".svg", ".json", ".jsonl", ".csv", ".tsv", ".txt", ".md", ".log",
+                                   ".yaml", ".yml", ".npy", ".npz", ".pt", ".pth", ".ckpt", ".safetensors", ".pkl"})
+
+
+def _host_name(header: str) -> str:
+    """The host of a ``Host`` header without its port, lower case (``[::1]:8765`` → ``::1``)."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1:header.find("]")] if "]" in header else header
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
+def host_allowed(header: str | None, allowed: Iterable[str]) -> bool:
+    """Whether a request's ``Host`` header names this dashboard: a loopback name or one of ``allowed``."""
+    if not header:
+        return False
+    return _host_name(header) in LOOPBACK_HOSTS | {h.strip("[]").lower() for h in allowed}
+
+
+def _content_security_policy(page: str) -> str:
+    hashes = " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()}'"
+                      for body in re.findall(r"<script>(.*?)</script>", page, flags=re.S))
+    return ("default-src 'none'; "
+            f"script-src 'self' 'unsafe-eval' {hashes}; "
+            "style-src 'self' 'unsafe-inline'; img-src 'self' data: blob:; connect-src 'self'; "
+            "font-src 'self' data:; worker-src blob:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'")
 
 
 def run_ids(root: Path) -> dict[str, Path]:
@@ -38,16 +86,22 @@ def run_ids(root: Path) -> dict[str, Path]:
     if is_run_dir(root):
         out[ROOT_RUN_ID] = root
     for path in find_runs(root):
+        if not path.resolve().is_relative_to(root):  # a symlink out of the served folder: not ours to serve
+            continue
         rel = path.resolve().relative_to(root)
         key = ROOT_RUN_ID if str(rel) == "." else rel.as_posix().replace("/", "~")
         out[key] = path.resolve()
     return out
 
 
-def create_app(run_dir: str | os.PathLike):
-    """A FastAPI app serving the runs at or below ``run_dir`` (one run or a folder of runs), read-only."""
-    from fastapi import FastAPI, HTTPException, Query
-    from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+def create_app(run_dir: str | os.PathLike, *, allowed_hosts: Iterable[str] = ()):
+    """A FastAPI app serving the runs at or below ``run_dir`` (one run or a folder of runs), read-only.
+
+    ``allowed_hosts``: host names (besides loopback ones) the ``Host`` header may carry, e.g. the address the
+    dashboard is bound to or the machine's name when it serves a network.
+    """
+    from fastapi import FastAPI, HTTPException, Query, Request
+    from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, PlainTextResponse, Response
 
     from . import data as views
     from .report import plotly_js
@@ -56,7 +110,24 @@ def create_app(run_dir: str | os.PathLike):
     root = Path(run_dir).resolve()
     if not root.is_dir():
         raise InputError(f"run_dir: expected a directory holding evolens runs, received {str(run_dir)!r}")
-    app = FastAPI(title="evolens dashboard", docs_url=None, redoc_url=None)
+    if isinstance(allowed_hosts, str) or not all(isinstance(h, str) and h for h in allowed_hosts):
+        raise InputError(f"allowed_hosts: expected a list of host names, received {allowed_hosts!r}")
+    allowed = frozenset(h.strip("[]").lower() for h in allowed_hosts) - WILDCARD_HOSTS
+    app = FastAPI(title="evolens dashboard", docs_url=None, redoc_url=None, openapi_url=None)
+    security_headers = {"Content-Security-Policy": _content_security_policy(PAGE), "X-Content-Type-Options": "nosniff",
+                        "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer",
+                        "Cross-Origin-Resource-Policy": "same-origin"}
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        if not host_allowed(request.headers.get("host"), allowed):
+            response = PlainTextResponse("evolens: this dashboard answers only to its own host names (Host header "
+                                         "refused); start it with --allow-host NAME to serve another", status_code=400)
+        else:
+            response = await call_next(request)
+        for name, value in security_headers.items():
+            response.headers.setdefault(name, value)
+        return response
 
     @contextmanager
     def opened(run_id: str) -> Iterator[Run]:
@@ -164,6 +235,13 @@ def create_app(run_dir: str | os.PathLike):
         # only regular files inside this run's directory: no ../, no absolute paths, no symlinks out
         if not target.is_relative_to(base) or not target.is_file():
             raise HTTPException(404, f"no file {file_path!r} in run {run_id!r}")
-        return FileResponse(target)
+        suffix = target.suffix.lower()
+        if suffix in INLINE_FILE_TYPES:
+            return FileResponse(target, media_type=INLINE_FILE_TYPES[suffix],
+                                content_disposition_type="inline", filename=target.name)
+        if suffix in ATTACHMENT_FILE_TYPES:
+            return FileResponse(target, media_type="application/octet-stream", filename=target.name,
+                                headers={"Content-Security-Policy": "sandbox; default-src 'none'"})
+        raise HTTPException(404, f"no file {file_path!r} in run {run_id!r} (type {suffix or 'none'} is not served)")
 
     return app
