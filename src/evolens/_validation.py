@@ -69,8 +69,10 @@ def check_array(
         if array.ndim not in allowed:
             expected = " or ".join(str(n) for n in allowed)
             raise InputError(f"{name}: expected an array with {expected} dimensions, received shape={array.shape}")
-    if numeric and not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
-        raise InputError(f"{name}: expected a numeric dtype, received dtype={array.dtype} shape={array.shape}")
+    if numeric and not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)
+                        or array.dtype == bool):
+        raise InputError(f"{name}: expected a real numeric dtype (bool, integer or float), received "
+                         f"dtype={array.dtype} shape={array.shape}")
     if array.ndim == 0 and min_samples > 0:
         raise InputError(f"{name}: expected at least {min_samples} sample(s), received a scalar")
     if min_samples and array.shape[0] < min_samples:
@@ -109,3 +111,60 @@ def check_name(value: Any, name: str) -> str:
     if not isinstance(value, str) or not value:
         raise InputError(f"{name}: expected a non-empty string, received {describe(value)}")
     return value
+
+
+MAX_SEED = 2**63 - 1  # what numpy, torch and the store all accept
+
+
+def _plain_number(value: Any) -> Any:
+    """A 0-d numpy/torch value as a Python number; anything else unchanged."""
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0 and not isinstance(value, (str, bytes)):
+        return value.item()
+    return value
+
+
+def check_int(value: Any, name: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    """``value`` as a Python int within [minimum, maximum] (bools refused); InputError naming ``name`` otherwise."""
+    value = _plain_number(value)
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise InputError(f"{name}: expected an integer{_bounds(minimum, maximum)}, received {describe(value)}")
+    value = int(value)
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise InputError(f"{name}: expected an integer{_bounds(minimum, maximum)}, received {value}")
+    return value
+
+
+def check_real(value: Any, name: str, *, minimum: float | None = None, maximum: float | None = None,
+               exclusive_minimum: bool = False, finite: bool = True) -> float:
+    """``value`` as a Python float (finite unless ``finite=False``; NaN never) within the bounds; InputError
+    naming ``name`` otherwise."""
+    value = _plain_number(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise InputError(f"{name}: expected a real number{_bounds(minimum, maximum, exclusive_minimum)}, received "
+                         f"{describe(value)}")
+    value = float(value)
+    below = minimum is not None and (value <= minimum if exclusive_minimum else value < minimum)
+    if np.isnan(value) or (finite and np.isinf(value)) or below or (maximum is not None and value > maximum):
+        kind = "a finite real number" if finite else "a real number"
+        raise InputError(f"{name}: expected {kind}{_bounds(minimum, maximum, exclusive_minimum)}, received {value!r}")
+    return value
+
+
+def check_positive(value: Any, name: str) -> float:
+    """``value`` as a finite float > 0; InputError naming ``name`` otherwise."""
+    return check_real(value, name, minimum=0.0, exclusive_minimum=True)
+
+
+def check_seed(value: Any, name: str = "seed") -> int:
+    """A random seed: an integer in [0, 2**63 - 1]; InputError naming ``name`` otherwise."""
+    return check_int(value, name, minimum=0, maximum=MAX_SEED)
+
+
+def _bounds(minimum: Any, maximum: Any, exclusive_minimum: bool = False) -> str:
+    if minimum is not None and maximum is not None:
+        return f" in {'(' if exclusive_minimum else '['}{minimum}, {maximum}]"
+    if minimum is not None:
+        return f" {'>' if exclusive_minimum else '>='} {minimum}"
+    if maximum is not None:
+        return f" <= {maximum}"
+    return ""

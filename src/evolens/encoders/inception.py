@@ -231,7 +231,8 @@ def resize_tf1_bilinear(batch: torch.Tensor, size: tuple[int, int]) -> torch.Ten
 
 
 def resize_pil_bicubic(batch: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """clean-fid's resize: each channel of each uint8-valued image through PIL bicubic in float ('F') mode."""
+    """clean-fid's resize: each channel of each uint8-valued image through PIL bicubic in float ('F') mode, then
+    clipped to [0, 255] as clean-fid clips (bicubic overshoots at edges)."""
     from PIL import Image
 
     array = batch.detach().cpu().numpy().astype(np.float32)
@@ -240,6 +241,7 @@ def resize_pil_bicubic(batch: torch.Tensor, size: tuple[int, int]) -> torch.Tens
         for c in range(array.shape[1]):
             image = Image.fromarray(array[i, c], mode="F")
             out[i, c] = np.asarray(image.resize((size[1], size[0]), resample=Image.BICUBIC), dtype=np.float32)
+    np.clip(out, 0.0, 255.0, out=out)
     return torch.from_numpy(out).to(batch.device)
 
 

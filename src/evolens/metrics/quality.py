@@ -16,18 +16,21 @@ implementation the field uses (tests state the tolerances):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from scipy import linalg
 
-from .._validation import check_array, count_nonfinite
+from .._validation import check_array, check_int, check_positive, check_real, check_seed, count_nonfinite
 from ..errors import InputError
-from ._distances import blocks, kth_smallest_sq_dist, row_sq_norms, sq_dist_block
+from ._distances import (blocks, centred_pair, kth_smallest_sq_dist, rounding_margin, row_sq_norms, sq_dist_block,
+                         strictly_within)
 
 __all__ = [
     "FeatureStatistics",
+    "fid_uses_cross_product",
     "check_features",
     "cmmd",
     "cmmd_reference_term",
@@ -140,16 +143,30 @@ def fid_from_statistics(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any) -> float:
     return float(max(value, 0.0))
 
 
+def fid_uses_cross_product(n1: int, n2: int, d: int) -> bool:
+    """Whether ``fid`` takes the cross-product path for sets of n1 and n2 samples of d features: the one with
+    fewer floating-point operations.
+
+    Covariance path: two centred Gram matrices (n d² each, symmetric rank-k updates) and ~6 d³ for the
+    Cholesky factor, the product Fᵀ S2 F and its eigenvalues. Cross-product path: the n1 x n2 product of the
+    centred sets (2 n1 n2 d) and its singular values (~4 n1 n2 min(n1, n2) for values only).
+    """
+    covariance = (n1 + n2) * d * d + 6.0 * d**3
+    cross = 2.0 * n1 * n2 * d + 4.0 * n1 * n2 * min(n1, n2)
+    return cross < covariance
+
+
 def fid(real: Any, fake: Any) -> float:
     """FID between feature sets real (n1, d) and fake (n2, d), n1, n2 >= 2.
 
-    With fewer samples than dimensions the covariance square root is never formed: with centred, scaled
-    A_i = (X_i - mu_i) / sqrt(n_i - 1), tr sqrt(S1 S2) is the sum of singular values of A1 A2ᵀ (n1 x n2).
+    When it is cheaper (``fid_uses_cross_product``: typically both sets smaller than d) the covariance square
+    root is never formed: with centred, scaled A_i = (X_i - mu_i) / sqrt(n_i - 1), tr sqrt(S1 S2) is the sum of
+    singular values of A1 A2ᵀ (n1 x n2). Both paths agree to float64 rounding.
     """
     real, fake = _check_pair(real, fake)
     n1, n2, d = real.shape[0], fake.shape[0], real.shape[1]
-    mu1, mu2 = real.mean(axis=0), fake.mean(axis=0)
-    if min(n1, n2) < d:
+    if fid_uses_cross_product(n1, n2, d):
+        mu1, mu2 = real.mean(axis=0), fake.mean(axis=0)
         a1 = (real - mu1) / np.sqrt(n1 - 1)
         a2 = (fake - mu2) / np.sqrt(n2 - 1)
         cross = linalg.svdvals(a1 @ a2.T, check_finite=False).sum()
@@ -161,27 +178,36 @@ def fid(real: Any, fake: Any) -> float:
 
 
 class FeatureStatistics:
-    """Streaming mean and covariance of features (float64 sums), for FID against a large reference set.
+    """Streaming mean and covariance of features, for FID against a large reference set.
 
-    ``update(batch)`` any number of times, then ``mean``/``cov``; ``state()``/``from_state()`` round-trip
-    through arrays so a run stores the reference statistics once.
+    Each batch's mean and centred scatter are computed exactly (two passes over the batch, float64) and merged
+    with the running ones by Chan et al.'s update (M2 += M2_batch + δδᵀ n_a n_b / n): no Σxxᵀ − n μμᵀ
+    cancellation, so features with a large common offset keep their covariance. ``update(batch)`` any number
+    of times, then ``mean``/``cov``; ``state()``/``from_state()`` round-trip through one array so a run stores
+    the reference statistics once (states written by evolens 0.1, raw sums, still load).
     """
 
     def __init__(self, dim: int | None = None) -> None:
         self.n = 0
-        self._sum = None if dim is None else np.zeros(dim)
-        self._outer = None if dim is None else np.zeros((dim, dim))
+        self._mean = None if dim is None else np.zeros(dim)
+        self._scatter = None if dim is None else np.zeros((dim, dim))
 
     def update(self, features: Any) -> "FeatureStatistics":
         """Add a batch (m, d) of features; returns self."""
         x = check_features(features, "features", min_samples=1)
-        if self._sum is None:
-            self._sum, self._outer = np.zeros(x.shape[1]), np.zeros((x.shape[1], x.shape[1]))
-        if x.shape[1] != self._sum.shape[0]:
-            raise InputError(f"features: expected {self._sum.shape[0]} dimensions, received shape={x.shape}")
-        self.n += x.shape[0]
-        self._sum += x.sum(axis=0)
-        self._outer += x.T @ x
+        if self._mean is None:
+            self._mean, self._scatter = np.zeros(x.shape[1]), np.zeros((x.shape[1], x.shape[1]))
+        if x.shape[1] != self._mean.shape[0]:
+            raise InputError(f"features: expected {self._mean.shape[0]} dimensions, received shape={x.shape}")
+        m = x.shape[0]
+        batch_mean = x.mean(axis=0)
+        centred = x - batch_mean
+        batch_scatter = centred.T @ centred
+        total = self.n + m
+        delta = batch_mean - self._mean
+        self._scatter += batch_scatter + np.outer(delta, delta) * (self.n * m / total)
+        self._mean += delta * (m / total)
+        self.n = total
         return self
 
     @property
@@ -189,34 +215,60 @@ class FeatureStatistics:
         """Mean (d,)."""
         if self.n < 1:
             raise InputError("features: no features added yet")
-        return self._sum / self.n
+        return self._mean.copy()
 
     @property
     def cov(self) -> np.ndarray:
         """Unbiased covariance (d, d) (needs n >= 2)."""
         if self.n < 2:
             raise InputError(f"features: expected at least 2 samples for a covariance, received {self.n}")
-        mean = self.mean
-        return (self._outer - self.n * np.outer(mean, mean)) / (self.n - 1)
+        return self._scatter / (self.n - 1)
 
     def state(self) -> np.ndarray:
-        """All sums as one (d + 2, d) float64 array: [n, ...], sum, outer products."""
-        header = np.zeros((1, self._sum.shape[0]))
-        header[0, 0] = self.n
-        return np.vstack([header, self._sum[None], self._outer])
+        """Everything as one (d + 3, d) float64 array: rows [n, 0…], [2, 0…] (the format), mean, centred scatter
+        Σ(x−μ)(x−μ)ᵀ (d rows)."""
+        if self._mean is None:
+            raise InputError("features: no features added yet")
+        header = np.zeros((2, self._mean.shape[0]))
+        header[0, 0], header[1, 0] = self.n, 2
+        return np.vstack([header, self._mean[None], self._scatter])
 
     @classmethod
     def from_state(cls, state: np.ndarray) -> "FeatureStatistics":
-        """Rebuild from ``state()``."""
-        state = np.asarray(state, dtype=np.float64)
+        """Rebuild from ``state()`` (or from the (d + 2, d) raw sums [n, Σx, Σxxᵀ] that evolens 0.1 stored)."""
+        state = check_array(state, "state", ndim=2).astype(np.float64)
+        d = state.shape[1]
+        if state.shape[0] not in (d + 2, d + 3) or count_nonfinite(state) or state[0, 0] < 1 \
+                or state[0, 0] != int(state[0, 0]) or (state.shape[0] == d + 3 and state[1, 0] != 2):
+            raise InputError(f"state: expected a FeatureStatistics.state() array of shape (d + 3, d), received "
+                             f"shape={state.shape}")
         stats = cls()
-        stats.n, stats._sum, stats._outer = int(state[0, 0]), state[1].copy(), state[2:].copy()
+        stats.n = int(state[0, 0])
+        if state.shape[0] == d + 3:
+            stats._mean, stats._scatter = state[2].copy(), state[3:].copy()
+        else:  # evolens 0.1: raw sums
+            stats._mean = state[1] / stats.n
+            stats._scatter = state[2:] - stats.n * np.outer(stats._mean, stats._mean)
         return stats
 
 
 # -- KID ---------------------------------------------------------------------------------------------------
-def _polynomial_kernel(x: np.ndarray, y: np.ndarray, degree: int, gamma: float, coef0: float) -> np.ndarray:
-    return (gamma * (x @ y.T) + coef0) ** degree
+def _shifted_polynomial_kernel_sum(x: np.ndarray, y: np.ndarray | None, coefficients: list[float], gamma: float,
+                                    ) -> tuple[float, float]:
+    """Σ of k(x_i, y_j) − coef0^degree over all pairs, and over the diagonal (0 when ``y`` is None: then y = x
+    and the Gram matrix is a symmetric rank-k update), in float64; the kernel in x's dtype.
+
+    k − c^d = Σ_{i=1..d} C(d, i) c^(d−i) g^i with g = gamma x·y, by Horner (``coefficients`` = those C(d, i)
+    c^(d−i), i = 1..d): the constant, which cancels in the MMD, is never added, so small features keep their
+    digits (with it, a 1e-6 feature scale lost ~1e-3 of KID)."""
+    gram = x @ x.T if y is None else x @ y.T  # x @ x.T: BLAS syrk, half the work
+    gram *= gamma
+    out = np.full_like(gram, coefficients[-1])
+    for a in reversed(coefficients[:-1]):
+        out *= gram
+        out += a
+    out *= gram
+    return float(out.sum(dtype=np.float64)), (float(np.trace(out, dtype=np.float64)) if y is None else 0.0)
 
 
 def kid(
@@ -234,24 +286,30 @@ def kid(
 
     Kernel k(x, y) = (gamma x·y + coef0)^degree with gamma = 1/d by default. Each subset draws
     ``m = min(subset_size, n_real, n_fake)`` samples from each set without replacement (as clean-fid does for
-    small sets); std is the population std over subsets (as torch-fidelity).
+    small sets); std is the population std over subsets (as torch-fidelity). float32 features are computed
+    with float32 kernels and float64 sums (float64 features in float64); the kernel's constant coef0^degree,
+    which cancels in the estimate, is left out before summing.
     """
-    real, fake = _check_pair(real, fake)
-    if subsets < 1:
-        raise InputError(f"subsets: expected a positive integer, received {subsets}")
-    m = min(int(subset_size), real.shape[0], fake.shape[0])
-    if m < 2:
-        raise InputError(f"subset_size: expected at least 2, received {subset_size}")
+    real, fake = _check_pair(real, fake, dtype=None)
+    subsets = check_int(subsets, "subsets", minimum=1)
+    subset_size = check_int(subset_size, "subset_size", minimum=2)
+    degree = check_int(degree, "degree", minimum=1)
+    if gamma is not None:
+        gamma = check_positive(gamma, "gamma")
+    coef0 = check_real(coef0, "coef0")
+    seed = check_seed(seed)
+    m = min(subset_size, real.shape[0], fake.shape[0])
     gamma = 1.0 / real.shape[1] if gamma is None else float(gamma)
+    coefficients = [math.comb(degree, i) * coef0 ** (degree - i) for i in range(1, degree + 1)]
     rng = np.random.default_rng(seed)
     values = np.empty(subsets)
     for i in range(subsets):
         x = real[rng.choice(real.shape[0], m, replace=False)]
         y = fake[rng.choice(fake.shape[0], m, replace=False)]
-        k_xx = _polynomial_kernel(x, x, degree, gamma, coef0)
-        k_yy = _polynomial_kernel(y, y, degree, gamma, coef0)
-        k_xy = _polynomial_kernel(x, y, degree, gamma, coef0)
-        values[i] = ((k_xx.sum() - np.trace(k_xx)) + (k_yy.sum() - np.trace(k_yy))) / (m * (m - 1)) - 2.0 * k_xy.mean()
+        xx, xx_diagonal = _shifted_polynomial_kernel_sum(x, None, coefficients, gamma)
+        yy, yy_diagonal = _shifted_polynomial_kernel_sum(y, None, coefficients, gamma)
+        xy, _ = _shifted_polynomial_kernel_sum(x, y, coefficients, gamma)
+        values[i] = ((xx - xx_diagonal) + (yy - yy_diagonal)) / (m * (m - 1)) - 2.0 * xy / (m * m)
     return float(values.mean()), float(values.std())
 
 
@@ -267,7 +325,8 @@ class PRDC:
 
 
 def prdc_radii(real: Any, k: int) -> np.ndarray:
-    """Squared distance of each real sample to its k-th nearest other real sample (n,), for reuse in ``prdc``."""
+    """Squared distance of each real sample to its k-th nearest other real sample (n,), exact, float64, for reuse
+    in ``prdc``."""
     real = check_features(real, "real", dtype=None)
     _check_k(k, real.shape[0], real.shape[0])
     return kth_smallest_sq_dist(real, real, k + 1)
@@ -293,26 +352,30 @@ def prdc(
     if real_radii is not None and np.shape(real_radii) != (real.shape[0],):
         raise InputError(f"real_radii: expected shape ({real.shape[0]},), received shape={np.shape(real_radii)}")
     real_r2 = (kth_smallest_sq_dist(real, real, k + 1, row_block=row_block, col_block=col_block)
-               if real_radii is None else np.asarray(real_radii, dtype=real.dtype))
+               if real_radii is None else np.asarray(real_radii, dtype=np.float64))
     fake_r2 = kth_smallest_sq_dist(fake, fake, k + 1, row_block=row_block, col_block=col_block)
-    real_sq, fake_sq = row_sq_norms(real), row_sq_norms(fake)
+    centred_fake, centred_real = centred_pair(fake, real)
+    real_sq, fake_sq = row_sq_norms(centred_real), row_sq_norms(centred_fake)
     in_real_manifold = np.zeros(fake.shape[0], dtype=bool)   # precision: fake inside some real ball
     density_counts = np.zeros(fake.shape[0], dtype=np.int64)  # density: how many real balls hold it
     real_covered_by_fake = np.zeros(real.shape[0], dtype=bool)  # recall: real inside some fake ball
-    nearest_fake = np.full(real.shape[0], np.inf, dtype=real.dtype)  # coverage: nearest fake of each real
+    real_has_fake_inside = np.zeros(real.shape[0], dtype=bool)  # coverage: some fake inside the real's ball
     for rows in blocks(fake.shape[0], row_block):
         for cols in blocks(real.shape[0], col_block):
-            d2 = sq_dist_block(fake[rows], real[cols], fake_sq[rows], real_sq[cols])
-            inside_real = d2 < real_r2[None, cols]
+            d2 = sq_dist_block(centred_fake[rows], centred_real[cols], fake_sq[rows], real_sq[cols])
+            margin = rounding_margin(fake_sq[rows], real_sq[cols], real.shape[1], real.dtype)
+            # ties with a radius (duplicated rows: the memorisation case) are decided on exact distances
+            inside_real = strictly_within(d2, real_r2[None, cols], margin, fake, real, rows.start, cols.start)
             in_real_manifold[rows] |= inside_real.any(axis=1)
             density_counts[rows] += inside_real.sum(axis=1)
-            real_covered_by_fake[cols] |= (d2 < fake_r2[rows, None]).any(axis=0)
-            np.minimum(nearest_fake[cols], d2.min(axis=0), out=nearest_fake[cols])
+            real_has_fake_inside[cols] |= inside_real.any(axis=0)
+            inside_fake = strictly_within(d2, fake_r2[rows, None], margin, fake, real, rows.start, cols.start)
+            real_covered_by_fake[cols] |= inside_fake.any(axis=0)
     return PRDC(
         precision=float(in_real_manifold.mean()),
         recall=float(real_covered_by_fake.mean()),
         density=float(density_counts.mean() / k),
-        coverage=float((nearest_fake < real_r2).mean()),
+        coverage=float(real_has_fake_inside.mean()),
     )
 
 
@@ -330,6 +393,7 @@ def density_coverage(real: Any, fake: Any, k: int = 5) -> tuple[float, float]:
 
 # -- CMMD --------------------------------------------------------------------------------------------------
 def _mean_rbf(x: np.ndarray, y: np.ndarray, gamma: float, block: int = 2048) -> float:
+    x, y = centred_pair(x, y)  # a common offset would cancel the distances' digits in the expansion
     x_sq, y_sq = row_sq_norms(x), row_sq_norms(y)
     total = 0.0
     for rows in blocks(x.shape[0], block):
