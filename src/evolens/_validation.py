@@ -168,3 +168,32 @@ def _bounds(minimum: Any, maximum: Any, exclusive_minimum: bool = False) -> str:
     if maximum is not None:
         return f" <= {maximum}"
     return ""
+
+
+# -- argparse types: a bad command-line value is a usage error naming the option, not a traceback later ----------
+def _argparse_number(kind: type, minimum: float | None, exclusive: bool, maximum: float | None, what: str):
+    import argparse
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, received {text!r}") from None
+        if kind is float and not np.isfinite(value):
+            raise argparse.ArgumentTypeError(f"expected {what}, received {text!r}")
+        if (minimum is not None and (value <= minimum if exclusive else value < minimum)) or \
+                (maximum is not None and value > maximum):
+            raise argparse.ArgumentTypeError(f"expected {what}, received {text!r}")
+        return value
+
+    parse.__name__ = what  # argparse names the type in its messages
+    return parse
+
+
+positive_int = _argparse_number(int, 1, False, None, "a positive integer")
+non_negative_int = _argparse_number(int, 0, False, None, "an integer >= 0")
+seed_int = _argparse_number(int, 0, False, MAX_SEED, "a seed in [0, 2**63 - 1]")
+port_int = _argparse_number(int, 0, False, 65535, "a TCP port in 0..65535")
+positive_float = _argparse_number(float, 0.0, True, None, "a positive finite number")
+finite_float = _argparse_number(float, None, False, None, "a finite number")
+unit_share = _argparse_number(float, 0.0, False, 1.0, "a number in [0, 1]")

@@ -29,6 +29,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ._validation import port_int, positive_int
 from .errors import EvolensError, InputError
 
 __all__ = ["main"]
@@ -214,6 +215,9 @@ def cmd_experiment(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from .views.report import write_report
 
+    if args.output is not None and Path(args.output).is_dir():
+        raise InputError(f"--output: expected an HTML file to write, received the directory {args.output!r} "
+                         "(name a file in it, e.g. report.html)")
     path = write_report(args.runs, args.output, title=args.title)
     size = path.stat().st_size / 1e6
     print(f"report: {path} ({size:.1f} MB, opens offline)")
@@ -276,7 +280,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = analysis_parser("embed", "embed every snapshot and reference set of a run (cached in the run)",
                         "efficientnet-lite0", cmd_embed)
-    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--batch-size", type=positive_int, default=None)
 
     p = analysis_parser("analyze", "quality metrics of every snapshot vs a reference set, stored in the run",
                         "efficientnet-lite0", cmd_analysis)
@@ -331,7 +335,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="live dashboard of the runs at or below a directory (read-only)")
     p.add_argument("dir", nargs="?", default="runs")
-    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--port", type=port_int, default=8765)
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: localhost only)")
     p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
                    help="a host name the browser may use to reach the dashboard, besides loopback names and --host "

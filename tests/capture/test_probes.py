@@ -49,7 +49,7 @@ def test_to_device_keeps_ids_and_values():
     "build, match",
     [
         (lambda: Probes.from_noise(0, 4), "positive integer number of probes"),
-        (lambda: Probes.from_noise(3, (4, 0)), "positive dimensions"),
+        (lambda: Probes.from_noise(3, (4, 0)), "shape: expected a positive integer"),
         (lambda: Probes.from_noise(3, 4, labels=[0, 1, 2], num_classes=3), "at most one"),
         (lambda: Probes(["a", "a"]), "unique"),
         (lambda: Probes(["a", "b"], labels=[0, 1, 2]), r"expected 2 rows.*shape=\(3,\)"),

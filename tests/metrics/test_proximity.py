@@ -95,7 +95,7 @@ def test_standardize_images_per_channel(rng):
         (lambda r: nearest_neighbors(r, r[:, :3]), r"reference: expected 6 feature dimensions like queries"),
         (lambda r: nearest_neighbors(r, r, k=0), r"k: expected 1 <= k <= 20"),
         (lambda r: copy_rate(r, r, ratio=1.5), r"ratio: expected a number in \(0, 1\)"),
-        (lambda r: nn_divergence(r, r, r, bins=1), "bins: expected at least 2"),
+        (lambda r: nn_divergence(r, r, r, bins=1), "bins: expected an integer >= 2"),
         (lambda r: nearest_neighbors(np.full_like(r, np.nan), r), "finite"),
     ],
     ids=["dims", "k", "ratio", "bins", "nan"],

@@ -56,7 +56,7 @@ def _metrics_for(ref: _ReferenceSide, fake: np.ndarray, metrics: Sequence[str]) 
             out[N.FID] = Q.fid(ref.features, fake)  # the low-rank path, exact
         else:
             mu, cov = Q.fid_statistics(fake)
-            out[N.FID] = Q.fid_from_statistics(ref.stats.mean, ref.stats.cov, mu, cov)
+            out[N.FID] = Q.frechet_distance(ref.stats.mean, ref.stats.cov, mu, cov)
     if "kid" in metrics:
         out[N.KID], out[N.KID_STD] = Q.kid(ref.features, fake)
     if "prdc" in metrics:

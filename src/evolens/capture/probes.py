@@ -14,7 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from .._validation import check_array, describe
+from .._validation import check_array, check_seed, describe
 from ..errors import InputError
 
 _SEED_STRIDE = 1_000_003  # a prime: (seed, t) pairs map to distinct generator seeds for any t < stride
@@ -66,9 +66,7 @@ class Probes:
         if self.labels is not None and self.labels.ndim != 1:
             raise InputError(f"labels: expected shape ({n},), received shape={tuple(self.labels.shape)}")
         self.images = self._tensor(images, "images", n, torch.float32)
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise InputError(f"seed: expected an integer, received {describe(seed)}")
-        self.seed = int(seed)
+        self.seed = check_seed(seed)
         self._rows: np.ndarray | None = None  # rows of the probes this set was taken from (see ``take``)
         self._source_n = n
 
@@ -105,9 +103,12 @@ class Probes:
         """
         if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
             raise InputError(f"n: expected a positive integer number of probes, received {describe(n)}")
-        shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
-        if not shape or any(int(s) < 1 for s in shape):
-            raise InputError(f"shape: expected positive dimensions, received {shape}")
+        seed = check_seed(seed)
+        shape = (shape,) if isinstance(shape, (int, np.integer)) else shape
+        if isinstance(shape, (str, bytes)) or not hasattr(shape, "__iter__") or not tuple(shape) or any(
+                isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 1 for s in tuple(shape)):
+            raise InputError(f"shape: expected a positive integer or a tuple of them, received {describe(shape)}")
+        shape = tuple(int(s) for s in shape)
         if labels is not None and num_classes is not None:
             raise InputError("labels, num_classes: expected at most one of them, received both")
         if num_classes is not None:
@@ -126,6 +127,8 @@ class Probes:
         """Fixed source images (n, C, H, W) for image-to-image models, optionally with target labels."""
         images = check_array(images, "images", ndim=4, min_samples=1)
         ids = ids if ids is not None else [f"image:{i}" for i in range(images.shape[0])]
+        if isinstance(ids, (str, bytes)) or len(ids) != images.shape[0]:
+            raise InputError(f"ids: expected {images.shape[0]} probe ids (one per image), received {describe(ids)}")
         return cls(ids, images=images, labels=labels, seed=seed)
 
     @property

@@ -88,6 +88,8 @@ class AtSteps(Schedule):
     steps: frozenset[int]
 
     def __init__(self, steps: Iterable[int]) -> None:
+        if isinstance(steps, (str, bytes)) or not hasattr(steps, "__iter__"):
+            raise InputError(f"steps: expected a list of non-negative integer steps, received {describe(steps)}")
         checked = frozenset(check_step(s, "steps[]") for s in steps)
         if not checked:
             raise InputError("steps: expected at least one step, received an empty list")

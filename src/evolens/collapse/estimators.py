@@ -51,6 +51,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .._validation import check_int, check_positive, check_seed
 from ..errors import InputError
 from .hypernetwork import Hypernetwork, call_with
 
@@ -93,9 +94,8 @@ class FitResult:
 
 def linear_warmup(warmup_steps: int) -> Callable[[int], float]:
     """λ schedule: a multiplier rising linearly from 0 to 1 over ``warmup_steps`` steps, then 1."""
-    if int(warmup_steps) < 1:
-        raise InputError(f"warmup_steps: expected a positive integer, received {warmup_steps!r}")
-    return lambda step: min(1.0, (step + 1) / int(warmup_steps))
+    warmup_steps = check_int(warmup_steps, "warmup_steps", minimum=1)
+    return lambda step: min(1.0, (step + 1) / warmup_steps)
 
 
 def _as_tensor(x: Any, device: torch.device) -> torch.Tensor:
@@ -145,18 +145,17 @@ class _Trainer:
     ) -> None:
         if not (isinstance(model, nn.Module) or callable(model)):
             raise InputError(f"model: expected a torch.nn.Module or a factory returning one, received {type(model).__name__}")
-        if int(steps) < 1:
-            raise InputError(f"steps: expected a positive integer, received {steps!r}")
-        if not lr > 0:
-            raise InputError(f"lr: expected a positive learning rate, received {lr!r}")
-        if batch_size is not None and int(batch_size) < 2:
-            raise InputError(f"batch_size: expected None or an integer ≥ 2, received {batch_size!r}")
-        from ..encoders.base import default_device
+        steps = check_int(steps, "steps", minimum=1)
+        lr = check_positive(lr, "lr")
+        if batch_size is not None:
+            batch_size = check_int(batch_size, "batch_size", minimum=2)
+        seed = check_seed(seed)
+        from ..encoders.base import resolve_device
 
         self.template = model
-        self.steps, self.lr, self.seed = int(steps), float(lr), int(seed)
-        self.batch_size = None if batch_size is None else int(batch_size)
-        self.device = torch.device(device) if device is not None else default_device()
+        self.steps, self.lr, self.seed = steps, lr, seed
+        self.batch_size = batch_size
+        self.device = resolve_device(device)
         self.init_from_data = bool(init_from_data)
         self.progress = bool(progress)
 
@@ -298,7 +297,7 @@ class PLETrainer(_Trainer):
     ) -> None:
         super().__init__(model, steps=steps, lr=lr, batch_size=batch_size, seed=seed, device=device,
                          init_from_data=init_from_data, progress=progress)
-        if not (isinstance(lam, (int, float)) and lam >= 0 and np.isfinite(lam)):
+        if isinstance(lam, bool) or not (isinstance(lam, (int, float)) and lam >= 0 and np.isfinite(lam)):
             raise InputError(f"lam: expected a finite number ≥ 0, received {lam!r}")
         if schedule is not None and not callable(schedule):
             raise InputError(f"schedule: expected a callable step -> multiplier, received {type(schedule).__name__}")
@@ -443,14 +442,11 @@ class BiasCorrectedMLETrainer(MLETrainer):
         **kwargs: Any,
     ) -> None:
         super().__init__(model, **kwargs)
-        if correction not in CORRECTIONS:
+        if not isinstance(correction, str) or correction not in CORRECTIONS:
             raise InputError(f"correction: expected one of {list(CORRECTIONS)}, received {correction!r}")
-        if int(replicates) < 2:
-            raise InputError(f"replicates: expected an integer ≥ 2, received {replicates!r}")
-        if refit_steps is not None and int(refit_steps) < 1:
-            raise InputError(f"refit_steps: expected None or a positive integer, received {refit_steps!r}")
-        self.correction, self.replicates = correction, int(replicates)
-        self.refit_steps = max(1, self.steps // 2) if refit_steps is None else int(refit_steps)
+        self.correction, self.replicates = correction, check_int(replicates, "replicates", minimum=2)
+        self.refit_steps = max(1, self.steps // 2) if refit_steps is None else \
+            check_int(refit_steps, "refit_steps", minimum=1)
         self.method = f"mle-{correction}"
 
     def _fit(self, data: torch.Tensor, generator: torch.Generator, seed: int, init: nn.Module | None) -> FitResult:

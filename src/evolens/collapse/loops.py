@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 
 from .. import names as N
 from ..analyses.attributes import classifier_id
+from .._validation import check_array, check_int, check_seed
 from ..errors import InputError
 from ..metrics.quality import fid, prdc, vendi
 
@@ -128,11 +129,12 @@ class SelfConsumingLoop:
     ) -> None:
         if not hasattr(trainer, "fit"):
             raise InputError(f"trainer: expected an object with fit(x, seed=...), received {type(trainer).__name__}")
-        if mode not in LOOP_MODES:
+        if not isinstance(mode, str) or mode not in LOOP_MODES:
             raise InputError(f"mode: expected one of {LOOP_MODES}, received {mode!r}")
-        if int(generations) < 1:
-            raise InputError(f"generations: expected a positive integer, received {generations!r}")
-        real_arr = np.asarray(real, dtype=np.float32)
+        generations = check_int(generations, "generations", minimum=1)
+        k = check_int(k, "k", minimum=1)
+        seed = check_seed(seed)
+        real_arr = check_array(real, "real", min_samples=2).astype(np.float32)
         if real_arr.ndim == 1:
             real_arr = real_arr[:, None]
         if real_arr.ndim < 2 or real_arr.shape[0] < 2:
@@ -141,8 +143,8 @@ class SelfConsumingLoop:
             raise InputError(f"real: expected finite values, received {int((~np.isfinite(real_arr)).sum())} NaN/inf")
         if mode == "fresh-data" and real_sampler is None:
             raise InputError("real_sampler: mode 'fresh-data' needs a callable (n, rng) -> fresh real data")
-        if n_samples is not None and int(n_samples) < 2:
-            raise InputError(f"n_samples: expected an integer ≥ 2, received {n_samples!r}")
+        if n_samples is not None:
+            n_samples = check_int(n_samples, "n_samples", minimum=2)
         if real_fraction is not None:
             if mode not in ("fully-synthetic", "fresh-data"):
                 raise InputError(f"real_fraction: expected with mode 'fully-synthetic' or 'fresh-data' (mode {mode!r} "

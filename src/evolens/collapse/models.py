@@ -29,6 +29,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .._validation import check_int, check_positive
 from ..errors import InputError
 
 __all__ = ["DensityModel", "Gaussian", "GaussianMixture", "VAE"]
@@ -87,9 +88,7 @@ class Gaussian(DensityModel):
 
     def __init__(self, dim: int = 1) -> None:
         super().__init__()
-        if int(dim) < 1:
-            raise InputError(f"dim: expected a positive integer, received {dim!r}")
-        self.in_features = int(dim)
+        self.in_features = check_int(dim, "dim", minimum=1)
         self.mean = nn.Parameter(torch.zeros(self.in_features))
         self.log_std = nn.Parameter(torch.zeros(self.in_features))
 
@@ -124,11 +123,8 @@ class GaussianMixture(DensityModel):
 
     def __init__(self, k: int = 2, dim: int = 1, tau: float = 0.5) -> None:
         super().__init__()
-        if int(k) < 1 or int(dim) < 1:
-            raise InputError(f"k, dim: expected positive integers, received k={k!r}, dim={dim!r}")
-        if not tau > 0:
-            raise InputError(f"tau: expected a positive temperature, received {tau!r}")
-        self.k, self.in_features, self.tau = int(k), int(dim), float(tau)
+        self.k, self.in_features = check_int(k, "k", minimum=1), check_int(dim, "dim", minimum=1)
+        self.tau = check_positive(tau, "tau")
         self.logits = nn.Parameter(torch.zeros(self.k))
         self.means = nn.Parameter(torch.linspace(-1, 1, self.k)[:, None].repeat(1, self.in_features))
         self.log_stds = nn.Parameter(torch.zeros(self.k, self.in_features))
@@ -202,9 +198,12 @@ class VAE(DensityModel):
 
     def __init__(self, image_shape: tuple[int, ...] = (1, 28, 28), latent_dim: int = 8, hidden: int = 128) -> None:
         super().__init__()
-        self.image_shape = tuple(int(s) for s in image_shape)
+        if isinstance(image_shape, (str, bytes)) or not hasattr(image_shape, "__iter__"):
+            raise InputError(f"image_shape: expected a tuple of positive integers, received {image_shape!r}")
+        self.image_shape = tuple(check_int(s, "image_shape", minimum=1) for s in image_shape)
         self.in_features = int(np.prod(self.image_shape))
-        self.latent_dim = int(latent_dim)
+        self.latent_dim = check_int(latent_dim, "latent_dim", minimum=1)
+        hidden = check_int(hidden, "hidden", minimum=1)
         self.encoder = nn.Sequential(nn.Linear(self.in_features, hidden), nn.ELU())
         self.to_stats = nn.Linear(hidden, 2 * self.latent_dim)
         self.decoder = nn.Sequential(nn.Linear(self.latent_dim, hidden), nn.ELU(), nn.Linear(hidden, self.in_features))

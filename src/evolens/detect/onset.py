@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import check_array
+from .._validation import check_array, check_positive
 from ..errors import InputError
 
 __all__ = ["BiasedGeneralizationOnset", "OnsetReport"]
@@ -42,8 +42,7 @@ class BiasedGeneralizationOnset:
     """
 
     def __init__(self, margin: float = 0.05, patience: int = 2) -> None:
-        if not margin > 0:
-            raise InputError(f"margin: expected a positive number, received {margin!r}")
+        margin = check_positive(margin, "margin")
         if isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
             raise InputError(f"patience: expected a positive integer, received {patience!r}")
         self.margin = float(margin)

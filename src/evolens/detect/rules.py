@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from .._validation import check_real
 from ..errors import InputError
 
 __all__ = ["ALERT_PREFIX", "Alert", "Rule", "Threshold", "Trend", "check_rules", "rule_from_dict"]
@@ -68,6 +69,8 @@ class Threshold(Rule):
                  name: str | None = None, min_step: int = 0) -> None:
         if (above is None) == (below is None):
             raise InputError("above, below: expected exactly one of them")
+        above = None if above is None else check_real(above, "above")
+        below = None if below is None else check_real(below, "below")
         super().__init__(metric, pause=pause, name=name, min_step=min_step)
         self.above, self.below = above, below
 
@@ -91,12 +94,11 @@ class Trend(Rule):
 
     def __init__(self, metric: str, *, direction: str = "up", snapshots: int = 3, min_change: float = 0.0,
                  pause: bool = False, name: str | None = None, min_step: int = 0) -> None:
-        if direction not in ("up", "down"):
+        if not isinstance(direction, str) or direction not in ("up", "down"):
             raise InputError(f"direction: expected 'up' or 'down', received {direction!r}")
         if isinstance(snapshots, bool) or not isinstance(snapshots, int) or snapshots < 2:
             raise InputError(f"snapshots: expected an integer >= 2, received {snapshots!r}")
-        if min_change < 0:
-            raise InputError(f"min_change: expected a non-negative number, received {min_change!r}")
+        min_change = check_real(min_change, "min_change", minimum=0.0)
         super().__init__(metric, pause=pause, name=name, min_step=min_step)
         self.direction, self.snapshots, self.min_change = direction, snapshots, float(min_change)
 

@@ -15,13 +15,36 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .._validation import check_array, count_nonfinite
+from .._validation import check_array, check_int, count_nonfinite
 from ..errors import InputError
 
 
 def default_device() -> torch.device:
     """CUDA when present, else CPU."""
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def resolve_device(device: Any, name: str = "device") -> torch.device:
+    """``device`` (None, a string such as "cpu" or "cuda:0", or a ``torch.device``) as a ``torch.device`` this
+    machine has; None gives ``default_device()``. InputError naming ``name`` for an unknown or absent device."""
+    if device is None:
+        return default_device()
+    if not isinstance(device, (str, torch.device)):
+        raise InputError(f"{name}: expected None, a device string such as 'cpu' or 'cuda', or a torch.device, "
+                         f"received {device!r}")
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise InputError(f"{name}: expected a torch device such as 'cpu', 'cuda' or 'cuda:1', received {device!r}") from None
+    if resolved.type == "cuda":
+        available = torch.cuda.device_count()
+        if available == 0 or (resolved.index is not None and resolved.index >= available):
+            raise InputError(f"{name}: {device!r} is not on this machine ({available} CUDA device(s))")
+    elif resolved.type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise InputError(f"{name}: {device!r} is not available on this machine")
+    elif resolved.type not in ("cpu", "cuda", "mps"):
+        raise InputError(f"{name}: expected 'cpu', 'cuda' or 'mps', received {device!r}")
+    return resolved
 
 
 def check_images(images: Any, name: str = "images") -> np.ndarray | torch.Tensor:
@@ -85,7 +108,7 @@ class Encoder(abc.ABC):
     default_batch_size: int = 64
 
     def __init__(self, device: str | torch.device | None = None) -> None:
-        self.device = torch.device(device) if device is not None else default_device()
+        self.device = resolve_device(device)
         self.weights_sha256: str | None = None
         self.calls = 0  # number of forward batches run (tests use it to prove caching)
 
@@ -122,9 +145,7 @@ class Encoder(abc.ABC):
     def encode(self, images: Any, batch_size: int | None = None, progress: bool = False) -> np.ndarray:
         """Images (n, C, H, W) in [0, 1] (or uint8) → features (n, dim) float32, computed in batches."""
         images = check_images(images)
-        batch_size = int(batch_size or self.default_batch_size)
-        if batch_size < 1:
-            raise InputError(f"batch_size: expected a positive integer, received {batch_size}")
+        batch_size = self.default_batch_size if batch_size is None else check_int(batch_size, "batch_size", minimum=1)
         from tqdm.auto import tqdm
 
         n = images.shape[0]

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._validation import check_int
 from ..errors import InputError
 from ..store.arrays import array_hash
 from .base import Encoder, check_images
@@ -32,9 +33,14 @@ class PixelsEncoder(Encoder):
         device: str | torch.device | None = None,
     ) -> None:
         super().__init__(device)
-        self.input_size = (size, size) if isinstance(size, int) else (tuple(size) if size is not None else None)
-        self._channels = channels
-        self.pca = pca
+        if size is not None:
+            sizes = (size, size) if isinstance(size, (int, np.integer)) and not isinstance(size, bool) else size
+            if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__iter__") or len(tuple(sizes)) != 2:
+                raise InputError(f"size: expected None, an integer or (height, width), received {size!r}")
+            size = tuple(check_int(s, "size", minimum=1) for s in sizes)
+        self.input_size = size
+        self._channels = None if channels is None else check_int(channels, "channels", minimum=1)
+        self.pca = None if pca is None else check_int(pca, "pca", minimum=1)
         self._pca_model = None
         self._input_shape: tuple[int, ...] | None = None
 
@@ -76,6 +82,8 @@ class PixelsEncoder(Encoder):
 
     def encode(self, images: Any, batch_size: int | None = None, progress: bool = False) -> np.ndarray:
         images = check_images(images)
+        if batch_size is not None:
+            check_int(batch_size, "batch_size", minimum=1)
         shape = tuple(images.shape[1:])
         c = self._channels or shape[0]
         h, w = self.input_size or shape[1:]

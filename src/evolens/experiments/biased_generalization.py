@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from .._validation import positive_int, seed_int
 from .. import analyses
 from .. import names as N
 from ..analyses.split import link_runs
@@ -335,11 +336,11 @@ def _report(results: list[SeedResult], config: Config, out: Path) -> str:
 def run_experiment(out: str | Path = "runs/biased-generalization", *, seeds: Sequence[int] = (0, 1, 2),
                    config: Config = DEFAULT, device: str | None = None, progress: bool = True) -> dict:
     """Run every seed, write figures, ``summary.json`` and ``report.md`` under ``out``; return the summary."""
-    from ..encoders.base import default_device
+    from ..encoders.base import resolve_device
 
     out = Path(out) / time.strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)
-    device = torch.device(device) if device else default_device()
+    device = resolve_device(device)
     results = []
     for seed in seeds:
         result = train_seed(out, seed, config, device=device, progress=progress)
@@ -359,17 +360,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/biased-generalization")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seeds", type=seed_int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--scale", choices=sorted(SCALES), default="cpu",
                         help="cpu (default, ~minutes per seed on 2 cores), quick (tests), paper (a GPU)")
     parser.add_argument("--quick", action="store_true", help="the same as --scale quick")
-    parser.add_argument("--steps", type=int, default=None)
+    parser.add_argument("--steps", type=positive_int, default=None)
     parser.add_argument("--every", default=None, help="an int K or 'log'")
-    parser.add_argument("--n-splits", type=int, default=None)
-    parser.add_argument("--split-size", type=int, default=None)
-    parser.add_argument("--probes", type=int, default=None)
+    parser.add_argument("--n-splits", type=positive_int, default=None)
+    parser.add_argument("--split-size", type=positive_int, default=None)
+    parser.add_argument("--probes", type=positive_int, default=None)
     parser.add_argument("--sampler", choices=["respaced", "paper"], default=None)
-    parser.add_argument("--sample-steps", type=int, default=None)
+    parser.add_argument("--sample-steps", type=positive_int, default=None)
     parser.add_argument("--device", default=None)
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)

@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from .._validation import positive_int, seed_int
 from ..capture import Monitor, Probes
 from ..data import mnist
-from ..encoders.base import default_device
+from ..encoders.base import resolve_device
 from ..store.layout import CHECKPOINTS_DIR, report_path
 from ..names import FID, parse_name
 from .models import ConditionalVAE, vae_loss
@@ -81,7 +82,7 @@ def train_demo(
     """
     from tqdm.auto import tqdm
 
-    device = torch.device(device) if device is not None else default_device()
+    device = resolve_device(device)
     threads = torch.get_num_threads()
     if analyze is not None and device.type == "cpu" and len(os.sched_getaffinity(0)) <= 2:
         # Two cores: the training keeps one and the live worker gets the other. Two training threads would
@@ -254,9 +255,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="evolens demo", description="train a small conditional VAE on "
                                      "MNIST-5k under monitoring (CPU, minutes), analyse it and write its report")
     parser.add_argument("--out", default="runs/demo", help="parent directory of the new run (default: runs/demo)")
-    parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--every", type=int, default=25, help="snapshot every N steps")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=positive_int, default=30)
+    parser.add_argument("--every", type=positive_int, default=25, help="snapshot every N steps")
+    parser.add_argument("--seed", type=seed_int, default=0)
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--no-analysis", action="store_true", help="no analyses at all (only the report)")

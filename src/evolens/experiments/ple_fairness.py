@@ -27,6 +27,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .._validation import positive_float, positive_int, seed_int
 from .. import names as N
 from ._output import in_processes, write_summary
 from ..data import mnist
@@ -161,11 +162,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/ple-fairness")
-    parser.add_argument("--ratios", type=float, nargs="+", default=[10])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--ratios", type=positive_float, nargs="+", default=[10])
+    parser.add_argument("--seeds", type=seed_int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--steps", type=positive_int, default=1000)
     parser.add_argument("--arms", nargs="+", default=None, choices=list(arms()), help="default: every arm")
-    parser.add_argument("--workers", type=int, default=None, help="worker processes (default: one per CPU core)")
+    parser.add_argument("--workers", type=positive_int, default=None, help="worker processes (default: one per CPU core)")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     run_experiment(args.out, ratios=args.ratios, seeds=args.seeds, steps=args.steps, arm_names=args.arms,

@@ -18,6 +18,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .._validation import positive_int, seed_int, unit_share
 from ._output import in_processes, write_summary
 from ..collapse.loops import parameter_error
 from ..collapse import BiasCorrectedMLETrainer, GaussianMixture, MLETrainer
@@ -109,12 +110,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/ple-gmm")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[20, 50, 200])
-    parser.add_argument("--imbalances", type=float, nargs="+", default=[0.5, 0.2, 0.1])
-    parser.add_argument("--steps", type=int, default=500)
+    parser.add_argument("--seeds", type=seed_int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--sizes", type=positive_int, nargs="+", default=[20, 50, 200])
+    parser.add_argument("--imbalances", type=unit_share, nargs="+", default=[0.5, 0.2, 0.1])
+    parser.add_argument("--steps", type=positive_int, default=500)
     parser.add_argument("--arms", nargs="+", default=None, choices=list(arms()), help="default: every arm")
-    parser.add_argument("--workers", type=int, default=None, help="parallel fits (default: one per CPU core)")
+    parser.add_argument("--workers", type=positive_int, default=None, help="parallel fits (default: one per CPU core)")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     run_experiment(args.out, seeds=args.seeds, sizes=args.sizes, imbalances=args.imbalances, steps=args.steps,

@@ -26,6 +26,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .._validation import positive_int, seed_int
 from ._output import in_processes, write_summary
 from ..collapse.loops import SelfConsumingLoop
 from ..collapse import BiasCorrectedMLETrainer, Gaussian, GaussianMixture, MLETrainer
@@ -196,10 +197,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/ple-loops")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    parser.add_argument("--generations", type=int, default=10)
-    parser.add_argument("--steps", type=int, default=500, help="PLE optimisation steps per generation")
-    parser.add_argument("--workers", type=int, default=None, help="parallel loops (default: one per CPU core)")
+    parser.add_argument("--seeds", type=seed_int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--generations", type=positive_int, default=10)
+    parser.add_argument("--steps", type=positive_int, default=500, help="PLE optimisation steps per generation")
+    parser.add_argument("--workers", type=positive_int, default=None, help="parallel loops (default: one per CPU core)")
     parser.add_argument("--families", nargs="+", default=["gaussian", "gmm"], choices=["gaussian", "gmm"])
     parser.add_argument("--loops", nargs="+", default=list(LOOPS), choices=list(LOOPS))
     parser.add_argument("--quiet", action="store_true")

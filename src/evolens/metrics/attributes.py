@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .._validation import check_array
+from .._validation import check_array, check_int, check_positive
 from ..errors import InputError
 
 __all__ = [
@@ -43,7 +43,7 @@ def _labels(values: Any, name: str) -> np.ndarray:
 def attribute_distribution(labels: Any, n_values: int | None = None) -> np.ndarray:
     """Share of each attribute value 0..n_values-1 among (n,) integer labels; sums to 1."""
     labels = _labels(labels, "labels")
-    n_values = int(labels.max()) + 1 if n_values is None else int(n_values)
+    n_values = int(labels.max()) + 1 if n_values is None else check_int(n_values, "n_values", minimum=1)
     if labels.max() >= n_values:
         raise InputError(f"n_values: expected more than the largest label {int(labels.max())}, received {n_values}")
     return np.bincount(labels, minlength=n_values) / labels.size
@@ -67,6 +67,7 @@ def total_variation(p: Any, q: Any) -> float:
 
 def kl_divergence(p: Any, q: Any, eps: float = 1e-8) -> float:
     """KL(p || q) in nats, with q clipped at ``eps`` so values absent from q give a large finite number."""
+    eps = check_positive(eps, "eps")
     p, q = _pair_distributions(p, q)
     mask = p > 0
     return float(np.sum(p[mask] * np.log(p[mask] / np.clip(q[mask], eps, None))))
@@ -135,6 +136,10 @@ def rfair(labels: Any, majority: int, minority: int) -> float:
 
     Returns inf when the minority value never appears (the model dropped it entirely).
     """
+    majority = check_int(majority, "majority", minimum=0)
+    minority = check_int(minority, "minority", minimum=0)
+    if minority == majority:
+        raise InputError(f"minority: expected a label other than majority ({majority}), received {minority}")
     labels = _labels(labels, "labels")
     n_major, n_minor = int((labels == majority).sum()), int((labels == minority).sum())
     if n_major == 0 and n_minor == 0:

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .._validation import check_array
+from .._validation import check_array, check_int, check_positive, check_real, check_seed, count_nonfinite, describe
 from ..errors import InputError
 from ._distances import knn_sq
 from .quality import _check_pair, check_features
@@ -66,6 +66,7 @@ def copy_rate(generated: Any, train: Any, ratio: float = 1 / 3) -> float:
     The memorisation criterion of Yoon et al. 2023 / Carlini et al.: a sample much nearer to one training
     image than to any other is a copy of it.
     """
+    ratio = check_real(ratio, "ratio")
     if not 0 < ratio < 1:
         raise InputError(f"ratio: expected a number in (0, 1), received {ratio!r}")
     generated, train = _pair(generated, train, "generated", "train", min_reference=2)
@@ -129,11 +130,11 @@ def nn_divergence(generated: Any, train: Any, heldout: Any, bins: int = 20, eps:
     snapshot, so values are comparable across training; without, ``bins`` equal-width bins over this call's
     pooled range (the bins then move between calls).
     """
+    eps = check_positive(eps, "eps")
+    bins = check_int(bins, "bins", minimum=2)
     d_gen, d_test = _nn_distances(generated, train, heldout)
     if edges is not None:
         return _kl_histograms(d_gen, d_test, _check_edges(edges), eps)
-    if bins < 2:
-        raise InputError(f"bins: expected at least 2, received {bins}")
     edges = np.linspace(min(d_gen.min(), d_test.min()), max(d_gen.max(), d_test.max()) + 1e-12, bins + 1)
     return _kl_histograms(d_gen, d_test, edges, eps)
 
@@ -149,9 +150,8 @@ class NNDivergence:
 
 
 def _check_bootstrap(n_bootstrap: Any, level: Any) -> None:
-    if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, (int, np.integer)) or n_bootstrap < 10:
-        raise InputError(f"n_bootstrap: expected an integer >= 10, received {n_bootstrap!r}")
-    if not 0 < level < 1:
+    check_int(n_bootstrap, "n_bootstrap", minimum=10)
+    if check_real(level, "level") <= 0 or level >= 1:
         raise InputError(f"level: expected a number in (0, 1), received {level!r}")
 
 
@@ -195,9 +195,11 @@ def authenticity(generated: Any, train: Any, *, train_spacing: Any = None) -> fl
     when the same training set judges many snapshots.
     """
     generated, train = _pair(generated, train, "generated", "train", min_reference=2)
-    d2 = training_spacing(train) if train_spacing is None else np.asarray(train_spacing, dtype=np.float64)
-    if d2.shape != (train.shape[0],):
-        raise InputError(f"train_spacing: expected shape ({train.shape[0]},), received shape={d2.shape}")
+    d2 = training_spacing(train) if train_spacing is None else \
+        check_array(train_spacing, "train_spacing", ndim=1).astype(np.float64)
+    if d2.shape != (train.shape[0],) or count_nonfinite(d2) or np.any(d2 < 0):
+        raise InputError(f"train_spacing: expected ({train.shape[0]},) finite distances >= 0 (training_spacing(train)), "
+                         f"received {describe(train_spacing)}")
     d1, nearest = nearest_neighbors(generated, train, 1)
     return authenticity_from_neighbors(d1[:, 0], nearest[:, 0], d2)
 
@@ -263,8 +265,11 @@ def data_copying_ct(generated: Any, train: Any, heldout: Any, *, n_cells: int = 
 
     generated, train = _pair(generated, train, "generated", "train", min_reference=2)
     heldout, _ = _pair(heldout, train, "heldout", "train", min_reference=2)
+    seed = check_seed(seed)
+    n_cells = check_int(n_cells, "n_cells", minimum=1)
+    max_dim = check_int(max_dim, "max_dim", minimum=1)
     m, n = generated.shape[0], heldout.shape[0]
-    tau = 20 / m if tau is None else float(tau)
+    tau = 20 / m if tau is None else check_real(tau, "tau")
     if not 0 <= tau < 1:
         raise InputError(f"tau: expected a share in [0, 1), received {tau!r}")
     if partition is None:
@@ -300,10 +305,8 @@ def normalized_l2(generated: Any, train: Any, *, n_neighbors: int = 50, alpha: f
     """Carlini et al. 2023's normalised distance of each generated sample to its nearest training sample:
     l2(x_gen, x_nn) / (alpha * mean l2(x_gen, y) over the ``n_neighbors`` nearest training samples y). Small when
     a sample is much nearer to one training item than to its neighbourhood (an extracted copy). (n,) array."""
-    if isinstance(n_neighbors, bool) or not isinstance(n_neighbors, (int, np.integer)) or n_neighbors < 2:
-        raise InputError(f"n_neighbors: expected an integer >= 2, received {n_neighbors!r}")
-    if not alpha > 0:
-        raise InputError(f"alpha: expected a positive number, received {alpha!r}")
+    check_int(n_neighbors, "n_neighbors", minimum=2)
+    check_positive(alpha, "alpha")
     generated, train = _pair(generated, train, "generated", "train", min_reference=2)
     k = min(int(n_neighbors), train.shape[0])
     distances, _ = nearest_neighbors(generated, train, k)
@@ -324,8 +327,7 @@ def extraction_rate(generated: Any, train: Any, *, threshold: float = EXTRACTION
     """Share of generated samples whose ``normalized_l2`` is below ``threshold`` (Carlini et al. 2023's
     extraction criterion with their n = 50, alpha = 0.5; the paper sets the threshold per study, evolens's
     default 1/3 matches the copy criterion's ratio)."""
-    if not threshold > 0:
-        raise InputError(f"threshold: expected a positive number, received {threshold!r}")
+    check_positive(threshold, "threshold")
     return float(np.mean(normalized_l2(generated, train, n_neighbors=n_neighbors, alpha=alpha) < threshold))
 
 
@@ -371,6 +373,8 @@ def standardize_images(images: Any, name: str = "images") -> np.ndarray:
     Constant channels (std 0) become zeros. This is the pixel space of the sample-split measure.
     """
     x = check_array(images, name, ndim=4, min_samples=1).astype(np.float64)
+    if count_nonfinite(x):
+        raise InputError(f"{name}: expected finite images, found {count_nonfinite(x)} NaN/inf values in shape={x.shape}")
     mean = x.mean(axis=(2, 3), keepdims=True)
     std = x.std(axis=(2, 3), keepdims=True)
     return np.where(std > 0, (x - mean) / np.where(std > 0, std, 1.0), 0.0).reshape(x.shape[0], -1)
@@ -401,7 +405,11 @@ def sample_split_distance(samples_a: Any, samples_b: Any, space: Any = "pixels",
     else:
         from ..encoders import get_encoder
 
-        encoder = get_encoder(space)
+        try:
+            encoder = get_encoder(space)
+        except InputError as exc:
+            raise InputError(f"space: expected 'pixels', 'features' or an encoder (name or instance), received "
+                             f"{space!r} ({exc})") from None
         a = encoder.encode(samples_a).astype(np.float64)
         b = encoder.encode(samples_b).astype(np.float64)
     if a.shape != b.shape:

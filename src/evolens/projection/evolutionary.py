@@ -41,7 +41,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
 
-from .._validation import check_array, describe
+from .._validation import check_array, check_seed, describe
 from ..errors import EvolensError, InputError
 from .scores import knn_recall, map_scale, matched_indices, temporal_stability, trustworthiness
 
@@ -207,6 +207,7 @@ class EvolutionaryTSNE(BaseEstimator):
 
     # -- validation ---------------------------------------------------------------------------------
     def _check_params(self) -> None:
+        check_seed(self.random_state, "random_state")
         if self.layout not in LAYOUTS:
             raise InputError(f"layout: expected one of {LAYOUTS}, received {self.layout!r}")
         if self.affinities not in AFFINITIES:
@@ -253,6 +254,9 @@ class EvolutionaryTSNE(BaseEstimator):
             i = np.asarray(i)
             if i.shape != (x.shape[0],):
                 raise InputError(f"instance_ids[{t}]: expected shape ({x.shape[0]},), received shape={i.shape}")
+            if np.unique(i).size != i.size:  # alignment matches rows by id: a repeated id is ambiguous
+                raise InputError(f"instance_ids[{t}]: expected unique ids within a snapshot, received "
+                                 f"{i.size - np.unique(i).size} repeated")
             feats.append(np.asarray(x, dtype=np.float32))
             ids.append(i)
         return feats, ids, dim

@@ -6,7 +6,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .._validation import check_array
+from .._validation import check_array, check_int, count_nonfinite
 from ..errors import InputError
 from ..metrics._distances import knn_sq
 
@@ -14,6 +14,10 @@ from ..metrics._distances import knn_sq
 def _check_xy(x: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
     x = check_array(x, "features", ndim=2, min_samples=2)
     y = check_array(y, "embedding", ndim=2, min_samples=2)
+    for name, value in (("features", x), ("embedding", y)):
+        if count_nonfinite(value):
+            raise InputError(f"{name}: expected finite values, found {count_nonfinite(value)} NaN/inf in "
+                             f"shape={value.shape}")
     if x.shape[0] != y.shape[0]:
         raise InputError(f"embedding: expected {x.shape[0]} rows like features, received shape={y.shape}")
     return x, y
@@ -25,8 +29,7 @@ def knn_recall(features: Any, embedding: Any, k: int = 10) -> float:
     features (n, d), embedding (n, 2); exact neighbours (blocked), the point itself excluded. 1 is perfect.
     """
     x, y = _check_xy(features, embedding)
-    if not 1 <= k < x.shape[0]:
-        raise InputError(f"k: expected 1 <= k < n = {x.shape[0]}, received {k}")
+    k = check_int(k, "k", minimum=1, maximum=x.shape[0] - 1)
     x = np.asarray(x, dtype=np.float32)
     _, high = knn_sq(x, x, k + 1)
     _, low = knn_sq(np.asarray(y, dtype=np.float64), np.asarray(y, dtype=np.float64), k + 1)
@@ -40,7 +43,8 @@ def trustworthiness(features: Any, embedding: Any, k: int = 10) -> float:
     from sklearn.manifold import trustworthiness as sk_trustworthiness
 
     x, y = _check_xy(features, embedding)
-    if not 1 <= k < x.shape[0] / 2:
+    k = check_int(k, "k", minimum=1)
+    if not k < x.shape[0] / 2:
         raise InputError(f"k: expected 1 <= k < n / 2 = {x.shape[0] / 2}, received {k}")
     return float(sk_trustworthiness(x, y, n_neighbors=k))
 
@@ -57,11 +61,15 @@ def temporal_stability(embeddings: Sequence[Any], instance_ids: Sequence[Any], s
     ``embeddings[t]`` (n_t, 2) and ``instance_ids[t]`` (n_t,); instances are matched by id. 0 means nothing
     moved; lower is more stable. ``scale`` defaults to ``map_scale(embeddings)``.
     """
-    if len(embeddings) != len(instance_ids) or len(embeddings) < 2:
-        raise InputError(
-            f"embeddings: expected >= 2 snapshots with one id array each, received {len(embeddings)} embeddings "
-            f"and {len(instance_ids)} id arrays"
-        )
+    if len(embeddings) < 2:
+        raise InputError(f"embeddings: expected >= 2 snapshots, received {len(embeddings)}")
+    if len(embeddings) != len(instance_ids):
+        raise InputError(f"instance_ids: expected one id array per embedding ({len(embeddings)}), received "
+                         f"{len(instance_ids)}")
+    for t, (embedding, ids) in enumerate(zip(embeddings, instance_ids)):
+        if len(ids) != len(embedding):
+            raise InputError(f"instance_ids: expected {len(embedding)} ids for snapshot {t} (one per point), "
+                             f"received {len(ids)}")
     scale = map_scale(embeddings) if scale is None else float(scale)
     moves = []
     for t in range(len(embeddings) - 1):

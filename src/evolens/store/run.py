@@ -17,7 +17,7 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-from .._validation import check_array, check_name, check_step, describe
+from .._validation import check_array, check_int, check_name, check_step, describe
 from ..errors import InputError, NotARunError
 from . import layout
 from .arrays import ArrayStore
@@ -393,6 +393,9 @@ def is_run_dir(path: str | os.PathLike) -> bool:
 
 def find_runs(root: str | os.PathLike, max_depth: int = 3) -> list[Path]:
     """Run directories at or below ``root`` (down to ``max_depth`` levels), sorted by path."""
+    if not isinstance(root, (str, os.PathLike)):
+        raise InputError(f"root: expected a directory path, received {describe(root)}")
+    max_depth = check_int(max_depth, "max_depth", minimum=0)
     root = Path(root)
     if not root.is_dir():
         raise InputError(f"root: expected a directory, received {str(root)!r} ({'missing' if not root.exists() else 'a file'})")

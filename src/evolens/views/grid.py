@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from .._validation import check_array
+from .._validation import check_array, check_int
 from ..errors import InputError
 
 
@@ -21,7 +21,8 @@ def images_to_grid(images: np.ndarray, ncol: int | None = None, pad: int = 2, pa
     n, channels, height, width = images.shape
     if channels not in (1, 3):
         raise InputError(f"images: expected 1 or 3 channels in shape (n, C, H, W), received shape={images.shape}")
-    ncol = int(ncol or math.ceil(math.sqrt(n)))
+    ncol = math.ceil(math.sqrt(n)) if ncol is None else check_int(ncol, "ncol", minimum=1)
+    pad = check_int(pad, "pad", minimum=0)
     nrow = math.ceil(n / ncol)
     images = np.where(np.isfinite(images), images, 0.5).clip(0.0, 1.0)
     grid = np.full((channels, nrow * (height + pad) + pad, ncol * (width + pad) + pad), pad_value, np.float32)
@@ -38,7 +39,13 @@ def png_bytes(picture: np.ndarray, scale: int = 1) -> bytes:
 
     from PIL import Image
 
-    picture = np.asarray(picture)
+    picture = check_array(picture, "picture", ndim=(2, 3))
+    if picture.dtype != np.uint8:
+        raise InputError(f"picture: expected a uint8 picture (images_to_grid's output), received dtype={picture.dtype}")
+    scale = check_int(scale, "scale", minimum=1, maximum=64)
+    if picture.shape[0] * picture.shape[1] * scale**2 > 2**28:
+        raise InputError(f"scale: expected a picture of at most 2**28 pixels once upscaled, received scale={scale} for "
+                         f"shape={picture.shape}")
     if picture.ndim == 3 and picture.shape[2] == 1:
         picture = picture[:, :, 0]
     if scale > 1:

@@ -272,14 +272,28 @@ def write_report(runs: Sequence[Run | str | os.PathLike] | Run | str | os.PathLi
     """Write the report (atomically) and return its path; default ``<first run>/report.html``."""
     if isinstance(runs, (Run, str, os.PathLike)):
         runs = [runs]
+    if runs is None or isinstance(runs, bytes) or not hasattr(runs, "__iter__"):
+        raise InputError(f"runs: expected a run or a list of runs (Run objects or directories), received {runs!r}")
     runs = list(runs)
-    text = build_report(runs, title=title)
+    if not runs:
+        raise InputError("runs: expected at least one run, received none")
+    if title is not None and not isinstance(title, str):
+        raise InputError(f"title: expected a string or None, received {title!r}")
     if path is None:
         first = runs[0]
         path = Path(first.path if isinstance(first, Run) else first) / "report.html"
+    elif not isinstance(path, (str, os.PathLike)) or not str(path):
+        raise InputError(f"path: expected an HTML file path, received {path!r}")
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"path: expected an HTML file path, received the directory {str(path)!r} (name a file in it, "
+                         "e.g. report.html)")
+    text = build_report(runs, title=title)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)  # a full disk or a failed replace leaves no temporary behind
     return path
