@@ -42,10 +42,13 @@ test-fast: setup
 
 bench: setup
 	$(PY) -m pip install -c constraints.txt -e '.[dev,bench]'
+	# clean-fid declares torchvision, which cannot sit beside the CPU torch: its feature-level code needs none
+	$(PY) -m pip install --no-deps 'clean-fid==0.1.35'
 	$(PY) benchmarks/monitor_overhead.py
 	$(PY) benchmarks/live.py
 	$(PY) benchmarks/encoders.py
 	$(PY) benchmarks/metrics.py
+	$(PY) benchmarks/metrics_peers.py
 	$(PY) benchmarks/projection.py
 
 clean:

@@ -13,6 +13,8 @@
                               ple-gmm, ple-fairness)
     evolens report RUN        one self-contained HTML file (offline): metrics, alerts, projection, samples
     evolens compare RUN ...   the same report with several runs overlaid
+    evolens verify RUN        re-hash every array of a run and check its database (exit 1 when damaged)
+    evolens gc RUN            remove unindexed arrays and dead writers' temporaries (safe while a run is live)
     evolens serve DIR         live dashboard on http://127.0.0.1:8765 (read-only, updates while training)
     evolens demo [--out DIR]  train the demo model under monitoring, analyse it, write its report
                               (every experiment, the demo included: python -m evolens.experiments NAME)
@@ -29,7 +31,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ._validation import port_int, positive_int
+from ._validation import non_negative_float, port_int, positive_int
 from .errors import EvolensError, InputError
 
 __all__ = ["main"]
@@ -224,6 +226,31 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .store.maintenance import verify_run
+
+    report = verify_run(args.run, progress=not args.quiet)
+    print(f"{report.run}: {report.arrays} arrays checked, {len(report.damaged)} damaged; database: {report.database}")
+    for rel, problem in report.damaged:
+        print(f"  damaged {rel}: {problem}")
+    for path in report.missing_checkpoints:
+        print(f"  missing checkpoint {path}")
+    if not report.ok:
+        print("a damaged array is repaired by writing the same content again (e.g. re-running the capture or the "
+              "analysis that stored it)", file=sys.stderr)
+    return 0 if report.ok else 1
+
+
+def cmd_gc(args: argparse.Namespace) -> int:
+    from .store.maintenance import collect_garbage
+
+    report = collect_garbage(args.run, grace_seconds=args.grace, dry_run=args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    print(f"{verb} {len(report.orphans)} unindexed array files ({report.bytes / 1e6:.1f} MB) and "
+          f"{report.temporaries} temporaries")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -332,6 +359,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", default="comparison.html", help="HTML file to write (default: comparison.html)")
     p.add_argument("--title", default=None)
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("verify", help="re-hash every array of a run and check its database (exit 1 when damaged)")
+    p.add_argument("run")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("gc", help="remove unindexed arrays and dead writers' temporaries (safe while a run is live)")
+    p.add_argument("run")
+    p.add_argument("--grace", type=non_negative_float, default=900.0,
+                   help="keep unindexed arrays younger than this many seconds (a live writer's)")
+    p.add_argument("--dry-run", action="store_true", help="list, do not remove")
+    p.set_defaults(func=cmd_gc)
 
     p = sub.add_parser("serve", help="live dashboard of the runs at or below a directory (read-only)")
     p.add_argument("dir", nargs="?", default="runs")

@@ -45,7 +45,7 @@ def test_tampered_file_is_detected(tmp_path, rng):
     store = ArrayStore(tmp_path)
     rec = store.put(rng.standard_normal(10))
     np.save(tmp_path / rec.path, np.zeros(10))
-    with pytest.raises(StoreIntegrityError, match="does not match its content hash"):
+    with pytest.raises(StoreIntegrityError, match="damaged: its content does not match its hash"):
         store.get(rec.path, verify_hash=rec.hash)
     (tmp_path / rec.path).unlink()
     with pytest.raises(StoreIntegrityError, match="missing on disk"):

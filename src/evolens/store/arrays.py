@@ -3,7 +3,12 @@
 An array is named by the SHA-256 of its dtype, shape and bytes, so the same content is stored once and a
 name always means the same content. Files are written to a temporary name in the destination folder,
 flushed and fsynced, then renamed into place: a reader (or a process that restarts after a kill) sees either
-the whole file or no file, never a partial one. Nothing is ever rewritten.
+the whole file or no file, never a partial one.
+
+Reads are verified: the first time a process reads a file (per path, size and mtime) its content hash is
+recomputed and compared with its name; a file that fails to load or to match is a ``StoreIntegrityError``
+naming it. A damaged file is the one case where a file is rewritten: ``put`` of the same content replaces it.
+``verify_file`` checks one file; ``evolens verify RUN`` checks every file of a run.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from ..errors import InputError, StoreIntegrityError
 from .layout import ARRAYS_DIR, array_relative_path
 
 _TMP_MARK = ".tmp-"
+_verified: set[tuple[str, int, int]] = set()  # (path, size, mtime_ns) of files whose hash this process checked
 
 
 @dataclass(frozen=True)
@@ -85,7 +91,7 @@ class ArrayStore:
         digest = array_hash(array)
         rel = array_relative_path(digest)
         target = self.run_dir / rel
-        if not target.exists():
+        if not target.exists() or not _intact(target, digest):  # new content, or a damaged copy to replace
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.parent / f"{digest}{_TMP_MARK}{os.getpid()}"
             try:
@@ -105,15 +111,51 @@ class ArrayStore:
         path = self.run_dir / rel_path
         if not path.is_file():
             raise StoreIntegrityError(f"array file {str(path)!r} is indexed in the run but missing on disk")
-        array = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
-        if verify_hash is not None and array_hash(np.asarray(array)) != verify_hash:
-            raise StoreIntegrityError(f"array file {str(path)!r} does not match its content hash {verify_hash}")
+        expected = verify_hash or Path(rel_path).stem
+        try:
+            stat = path.stat()
+            key = (str(path), stat.st_size, stat.st_mtime_ns)
+            array = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+            if key not in _verified or verify_hash is not None:
+                if array_hash(np.asarray(array)) != expected:
+                    raise StoreIntegrityError(f"array file {str(path)!r} is damaged: its content does not match "
+                                              f"its hash {expected[:16]}… (run `evolens verify` on the run)")
+                _verified.add(key)
+        except StoreIntegrityError:
+            raise
+        except (OSError, ValueError, EOFError) as exc:  # truncated, empty or garbled .npy
+            raise StoreIntegrityError(f"array file {str(path)!r} is damaged: it does not load ({exc})") from None
         return array
 
     def remove_stale_temporaries(self) -> int:
         """Delete temporary files left by writers that died mid-write; return how many were removed."""
         root = self.run_dir / ARRAYS_DIR
         return remove_dead_temporaries(root.glob(f"*/*{_TMP_MARK}*"), _TMP_MARK) if root.is_dir() else 0
+
+
+def verify_file(path: Path, digest: str) -> str | None:
+    """None when the ``.npy`` file at ``path`` loads and its content hashes to ``digest``; else what is wrong."""
+    if not path.is_file():
+        return "missing"
+    try:
+        array = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        return f"does not load ({exc})"
+    if array_hash(array) != digest:
+        return "content does not match its hash"
+    return None
+
+
+def _intact(path: Path, digest: str) -> bool:
+    """Whether an existing file holds the content named ``digest`` (read once per process)."""
+    stat = path.stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key in _verified:
+        return True
+    if verify_file(path, digest) is None:
+        _verified.add(key)
+        return True
+    return False
 
 
 def remove_dead_temporaries(paths: Iterable[Path], mark: str) -> int:

@@ -30,7 +30,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from ..errors import NotARunError
+from ..errors import NotARunError, StoreIntegrityError
 
 DB_NAME = "runs.sqlite"
 ARRAYS_DIR = "arrays"
@@ -290,10 +290,71 @@ def connect(run_dir: Path, *, readonly: bool) -> sqlite3.Connection:
     return conn
 
 
+class ReadConnection:
+    """A reader's connection that creates nothing in the run directory and reads runs on read-only media.
+
+    SQLite's ``mode=ro`` still creates the ``-wal``/``-shm`` files of a WAL database (and fails where it cannot).
+    A run no writer has open has no ``-wal`` file: it is read with ``immutable=1`` (no lock, no side file). When
+    a ``-wal`` file exists — a writer is live, or was killed — the reader joins it with ``mode=ro``; where even that
+    cannot open (a read-only medium), ``immutable=1`` reads the last checkpointed state. The connection is
+    re-opened in ``mode=ro`` as soon as a writer appears, so a long-lived ``Run`` keeps following the run.
+    ``execute`` turns a damaged database (``sqlite3.DatabaseError`` other than a busy/locked one) into a
+    ``StoreIntegrityError`` naming the file.
+    """
+
+    def __init__(self, db: Path) -> None:
+        self.db = db
+        self._wal = db.with_name(db.name + "-wal")
+        self._conn: sqlite3.Connection | None = None
+        self.immutable = False
+        self._open()
+
+    def _open(self) -> None:
+        uri = self.db.resolve().as_uri()
+        attempts = ["immutable=1"] if not self._wal.exists() else ["mode=ro", "immutable=1"]
+        error: Exception | None = None
+        for query in attempts:
+            try:
+                conn = sqlite3.connect(f"{uri}?{query}", uri=True, isolation_level=None, check_same_thread=False)
+                conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+                conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+            except sqlite3.DatabaseError as exc:
+                error = exc
+                continue
+            if self._conn is not None:
+                self._conn.close()
+            self._conn, self.immutable = conn, query == "immutable=1"
+            return
+        raise NotARunError(f"run: {str(self.db)!r} is not a readable evolens run database ({error})")
+
+    def execute(self, sql: str, args: tuple | list = ()) -> sqlite3.Cursor:
+        if self._conn is None:
+            raise NotARunError(f"run: {str(self.db)!r} is closed")
+        if self.immutable and self._wal.exists() and not self._conn.in_transaction:
+            self._open()  # a writer started: follow its commits
+        try:
+            return self._conn.execute(sql, args)
+        except sqlite3.OperationalError:
+            raise
+        except sqlite3.DatabaseError as exc:
+            raise StoreIntegrityError(f"run database {str(self.db)!r} is damaged ({exc}); copy out what "
+                                      "`evolens verify` still reads") from exc
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._conn is not None and self._conn.in_transaction
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
 def _open_checked(db: Path, run_dir: Path, *, readonly: bool) -> tuple[sqlite3.Connection, int]:
     uri = f"{db.resolve().as_uri()}?mode={'ro' if readonly else 'rw'}"
     try:
-        conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        conn = ReadConnection(db) if readonly else \
+            sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
     except sqlite3.DatabaseError as exc:
         raise NotARunError(f"run: {str(db)!r} is not a readable evolens run database ({exc})") from exc
     try:

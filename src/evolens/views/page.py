@@ -127,6 +127,9 @@ async function showSamples() {
     Plotly.react(plot, [trace], {height: 400, margin: {l: 40, r: 10, t: 10, b: 30}, template: "plotly_white"}, {displaylogo: false});
     return;
   }
+  img.alt = "samples at step " + step;
+  img.onerror = () => { img.alt = `the samples of step ${step} are damaged or missing (evolens verify)`;
+                        document.getElementById("samples-step").textContent = `step ${step}: damaged`; };
   img.src = `/api/runs/${state.run}/samples/${step}.png`;
 }
 

@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, StoreIntegrityError
 from ..store.run import Run, open_run
 from .assets import CSS, EVENT_COLORS, PALETTE, PROJECTION_JS, script_json
 from .data import (
@@ -110,6 +110,22 @@ def _events_html(runs: list[Run], events_by_run: list[list[dict]]) -> str:
     return f'<table id="alerts-table"><tr>{head}</tr>{"".join(rows)}</table>'
 
 
+def _damaged_or(compute: Any) -> Any:
+    """``compute()``, or the ``StoreIntegrityError`` it raised (a damaged array: shown as such, not fatal)."""
+    try:
+        return compute()
+    except StoreIntegrityError as exc:
+        return exc
+
+
+def _section(build: Any, *args: Any) -> str:
+    """One report section; a damaged store under it becomes a note in the section instead of a failed report."""
+    try:
+        return build(*args)
+    except StoreIntegrityError as exc:
+        return f'<p class="warning">Part of the run is damaged and is left out here: {_esc(exc)}</p>'
+
+
 def _thin(steps: list[int], limit: int) -> list[int]:
     if len(steps) <= limit:
         return steps
@@ -130,20 +146,30 @@ def _samples_html(runs: list[Run]) -> str:
         run_steps = run.steps().tolist()
         if not run_steps:
             continue
-        first = sample_grid(run, run_steps[0], max_images=100)
+        first = _damaged_or(lambda: sample_grid(run, run_steps[0], max_images=100))
+        if isinstance(first, StoreIntegrityError):
+            first = next((g for g in (_damaged_or(lambda s=s: sample_grid(run, s, max_images=100)) for s in run_steps)
+                          if not isinstance(g, StoreIntegrityError)), None)
+            if first is None:
+                blocks.append(f'<p class="warning">The samples of {_esc(run.name)} are damaged (run <code>evolens '
+                              'verify</code>).</p>')
+                continue
         if first is not None:
             uris = {}
             for step in steps:
                 nearest = min(run_steps, key=lambda s: abs(s - step))
-                picture = sample_grid(run, nearest, max_images=100)
+                picture = _damaged_or(lambda: sample_grid(run, nearest, max_images=100))
+                if isinstance(picture, StoreIntegrityError):  # shown as a grey tile with a caption, the report goes on
+                    picture = np.full_like(first, 128)
+                    nearest = f"{nearest} (damaged: evolens verify)"
                 scale = max(1, 280 // max(1, picture.shape[1]))
                 uris[str(step)] = ("data:image/png;base64," + base64.b64encode(png_bytes(picture, scale)).decode(), nearest)
             script_data[f"grid-{r}"] = uris
             blocks.append(f'<figure><img id="grid-{r}" alt="samples of {_esc(run.name)}" src="{uris[str(steps[0])][0]}">'
-                          f'<figcaption id="grid-{r}-caption">{_esc(run.name)}, step {uris[str(steps[0])][1]}</figcaption></figure>')
+                          f'<figcaption id="grid-{r}-caption">{_esc(run.name)}, step {_esc(uris[str(steps[0])][1])}</figcaption></figure>')
         else:
-            points = sample_points(run, run_steps[0])
-            if points is None:
+            points = _damaged_or(lambda: sample_points(run, run_steps[0]))
+            if points is None or isinstance(points, StoreIntegrityError):
                 continue
             figures.append((r, run, run_steps))
     html_parts = []
@@ -258,9 +284,9 @@ def build_report(runs: Sequence[Run | str | os.PathLike], title: str | None = No
 <main>
 <section id="summary"><h2>Run</h2>{_summary_html(opened, summaries)}</section>
 <section id="alerts"><h2>Alerts and interventions</h2>{_events_html(opened, events)}</section>
-<section id="metrics"><h2>Metrics over training</h2>{_metric_figures(opened, series, events)}</section>
-<section id="projection"><h2>Evolutionary projection</h2>{_projection_html(opened)}</section>
-<section id="samples"><h2>Samples per snapshot</h2>{_samples_html(opened)}</section>
+<section id="metrics"><h2>Metrics over training</h2>{_section(_metric_figures, opened, series, events)}</section>
+<section id="projection"><h2>Evolutionary projection</h2>{_section(_projection_html, opened)}</section>
+<section id="samples"><h2>Samples per snapshot</h2>{_section(_samples_html, opened)}</section>
 </main>"""
     return (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>{_esc(title)}</title>"
             f"<style>{CSS}</style><script>{plotly_js()}</script><script>{PROJECTION_JS}</script></head>"

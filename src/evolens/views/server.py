@@ -40,7 +40,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..errors import EvolensError, InputError
+from ..errors import EvolensError, InputError, StoreIntegrityError
 from ..store.run import Run, find_runs, is_run_dir, open_run
 
 __all__ = ["LOOPBACK_HOSTS", "create_app", "host_allowed", "run_ids"]
@@ -117,6 +117,11 @@ def create_app(run_dir: str | os.PathLike, *, allowed_hosts: Iterable[str] = ())
     security_headers = {"Content-Security-Policy": _content_security_policy(PAGE), "X-Content-Type-Options": "nosniff",
                         "X-Frame-Options": "DENY", "Referrer-Policy": "no-referrer",
                         "Cross-Origin-Resource-Policy": "same-origin"}
+
+    @app.exception_handler(StoreIntegrityError)
+    async def damaged(request: Request, exc: StoreIntegrityError) -> JSONResponse:
+        # a damaged array or database page: this answer says so, every other endpoint keeps answering
+        return JSONResponse({"detail": f"damaged: {exc}"}, status_code=422)
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
