@@ -130,3 +130,22 @@ def test_cmmd_float32_with_an_offset_matches_float64(rng):
     real, fake = offset_pair(rng, n=200, d=16, offset=1e3)
     expected = cmmd(real.astype(np.float64) - 1e3, fake.astype(np.float64) - 1e3, sigma=3.0)
     assert cmmd(real, fake, sigma=3.0) == pytest.approx(expected, rel=1e-4)
+
+
+def test_kid_whole_kernel_tiles_equal_the_per_subset_kernels(rng, monkeypatch):
+    from evolens.metrics import quality
+
+    real = rng.standard_normal((700, 24))
+    fake = rng.standard_normal((650, 24)) * 1.1 + 0.05
+    assert quality._kid_whole_kernels_cheaper(700, 650, 300, 40)  # 40 subsets of 300 cover the sets many times
+    tiled = kid(real, fake, subsets=40, subset_size=300, seed=3)
+    monkeypatch.setattr(quality, "_kid_whole_kernels_cheaper", lambda *args: False)
+    per_subset = kid(real, fake, subsets=40, subset_size=300, seed=3)
+    assert tiled[0] == pytest.approx(per_subset[0], rel=1e-12) and tiled[1] == pytest.approx(per_subset[1], rel=1e-10)
+    # and one subset against exact arithmetic, on the tiled path (a tile smaller than the set)
+    x, y = real[:40], fake[:40]
+    monkeypatch.undo()
+    assert quality._kid_whole_kernels_cheaper(40, 40, 40, 1) is False
+    value = quality._subset_kernel_sums(x, None, np.arange(40)[None], None, [3.0, 3.0, 1.0], 1 / 24, block=16)
+    direct = ((x @ x.T / 24 + 1) ** 3 - 1).sum(), np.trace((x @ x.T / 24 + 1) ** 3 - 1)
+    assert value[0][0] == pytest.approx(direct[0], rel=1e-12) and value[1][0] == pytest.approx(direct[1], rel=1e-12)

@@ -27,7 +27,7 @@ import torch
 
 ROW_BLOCK = 1024
 COL_BLOCK = 8192
-EXACT_CHUNK = 65536  # (query, reference) pairs recomputed exactly at once: chunk × d float64 values in memory
+EXACT_CHUNK = 2048  # (query, reference) pairs recomputed exactly at once: chunk × d float64 values in memory
 EXTRA_CANDIDATES = 2  # neighbours selected beyond k before the exact recomputation picks the k
 
 
