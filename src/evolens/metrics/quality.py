@@ -283,6 +283,18 @@ class FeatureStatistics:
 
 
 # -- KID ---------------------------------------------------------------------------------------------------
+def _shifted_polynomial_kernel(gram: np.ndarray, coefficients: list[float], gamma: float) -> np.ndarray:
+    """k − c^d from a Gram block x·yᵀ (overwritten: scaled by gamma in place): Σ_{i=1..d} C(d, i) c^(d−i) g^i
+    with g = gamma x·y, by Horner (``coefficients`` = those C(d, i) c^(d−i), i = 1..d). Same shape and dtype."""
+    gram *= gamma
+    out = np.full_like(gram, coefficients[-1])
+    for coefficient in reversed(coefficients[:-1]):
+        out *= gram
+        out += coefficient
+    out *= gram
+    return out
+
+
 def _shifted_polynomial_kernel_sum(x: np.ndarray, y: np.ndarray | None, coefficients: list[float], gamma: float,
                                     ) -> tuple[float, float]:
     """Σ of k(x_i, y_j) − coef0^degree over all pairs, and over the diagonal (0 when ``y`` is None: then y = x
@@ -291,13 +303,7 @@ def _shifted_polynomial_kernel_sum(x: np.ndarray, y: np.ndarray | None, coeffici
     k − c^d = Σ_{i=1..d} C(d, i) c^(d−i) g^i with g = gamma x·y, by Horner (``coefficients`` = those C(d, i)
     c^(d−i), i = 1..d): the constant, which cancels in the MMD, is never added, so small features keep their
     digits (with it, a 1e-6 feature scale lost ~1e-3 of KID)."""
-    gram = x @ x.T if y is None else x @ y.T  # x @ x.T: BLAS syrk, half the work
-    gram *= gamma
-    out = np.full_like(gram, coefficients[-1])
-    for a in reversed(coefficients[:-1]):
-        out *= gram
-        out += a
-    out *= gram
+    out = _shifted_polynomial_kernel(x @ x.T if y is None else x @ y.T, coefficients, gamma)  # x @ x.T: syrk
     return float(out.sum(dtype=np.float64)), (float(np.trace(out, dtype=np.float64)) if y is None else 0.0)
 
 
@@ -380,13 +386,7 @@ def _subset_kernel_sums(x: np.ndarray, y: np.ndarray | None, x_index: np.ndarray
         for cols in blocks(y.shape[0], block):
             if symmetric and cols.start < rows.start:
                 continue  # K is symmetric: the tile below the diagonal is the transpose of one above it
-            gram = x[rows] @ y[cols].T
-            gram *= gamma
-            tile = np.full_like(gram, coefficients[-1])
-            for coefficient in reversed(coefficients[:-1]):
-                tile *= gram
-                tile += coefficient
-            tile *= gram
+            tile = _shifted_polynomial_kernel(x[rows] @ y[cols].T, coefficients, gamma)
             part = np.einsum("sj,sj->s", a[:, rows] @ tile, b[:, cols], dtype=np.float64)
             total += part if not symmetric or cols.start == rows.start else 2.0 * part
     if not symmetric:
