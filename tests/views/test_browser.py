@@ -140,8 +140,15 @@ def test_dashboard_renders_and_the_projection_slider_changes_the_map(browser, vi
     p = Page(browser, (url,))
     p.page.goto(url + "/?run=demo-like")
     p.page.wait_for_function("() => window.__evolens && window.__evolens.renders.projection !== undefined")
-    p.page.wait_for_selector("#metric-quality .main-svg")
-    assert p.page.locator("#metric-plots .js-plotly-plot").count() == 2  # loss, quality
+    p.page.wait_for_selector('.metric-plot[data-title^="quality/fid"] .main-svg')
+    # one panel per metric: loss and FID curves, FID's classes as a heatmap with hover values
+    assert p.page.locator("#metric-plots .js-plotly-plot").count() == 3
+    fid_title = p.page.evaluate("""() => document.querySelector('.metric-plot[data-title^="quality/fid"]')
+                                   ._fullLayout.title.text""")
+    assert "pixels" in fid_title and "vs train" in fid_title and "lower is better" in fid_title, fid_title
+    heat = p.page.evaluate("""() => { const t = document.querySelector('.metric-heatmap')._fullData[0];
+                                      return {type: t.type, rows: t.z.length, hover: t.hovertemplate}; }""")
+    assert heat["type"] == "heatmap" and heat["rows"] == 10 and "value" in heat["hover"], heat
     assert "class 6 preservation" in p.page.inner_text("#alerts-body")
     assert p.page.inner_text("#n-snapshots") == "6"
     last = _trace_x(p.page, "projection-plot", 1)  # it opens on the newest snapshot
@@ -182,7 +189,8 @@ def test_dashboard_follows_a_run_while_it_is_written(browser, serve, tmp_path):
         write(step)
     writer.close()
     p.page.wait_for_function("() => document.getElementById('n-snapshots').textContent === '4'", timeout=15_000)
-    p.page.wait_for_function("() => document.getElementById('metric-loss')._fullData[0].x.length === 4", timeout=15_000)
+    p.page.wait_for_function("() => document.querySelector('.metric-plot[data-title^=\"loss\"]')._fullData[0].x.length"
+                             " === 4", timeout=15_000)
     assert p.page.inner_text("#samples-step") == "step 3"  # the samples view follows the newest snapshot
     p.shot("dashboard-live.png")
     assert p.errors == [], p.errors
@@ -225,10 +233,10 @@ def test_dashboard_shows_live_analysis_while_a_run_trains(browser, serve, tmp_pa
         url = serve(root)
         p = Page(browser, (url,))
         p.page.goto(url)
-        p.page.wait_for_function("() => document.getElementById('metric-quality') && "
-                                 "document.getElementById('metric-quality')._fullData.length > 0", timeout=60_000)
-        names = p.page.evaluate("() => document.getElementById('metric-quality')._fullData.map(t => t.name)")
-        assert any(n.startswith("quality/fid@pixels") for n in names), names
+        p.page.wait_for_function("() => { const d = document.querySelector('.metric-plot[data-title^=\"quality/fid\"]');"
+                                 " return d && d._fullData && d._fullData.length > 0; }", timeout=60_000)
+        title = p.page.evaluate("() => document.querySelector('.metric-plot[data-title^=\"quality/fid\"]').dataset.title")
+        assert "pixels" in title, title  # the panel names the encoder that produced the curve
         p.page.wait_for_function("() => window.__evolens.projection && window.__evolens.projection.steps.length >= 2",
                                  timeout=60_000)
         first = p.page.evaluate("() => window.__evolens.projection.steps.length")
@@ -350,7 +358,7 @@ def test_script_payloads_in_a_run_never_execute(browser, serve, tmp_path):
     d.page.on("dialog", lambda x: (dialogs.append(x.message), x.dismiss()))
     d.page.goto(url + "/?run=hostile")
     d.page.wait_for_function("() => window.__evolens && window.__evolens.renders.projection !== undefined")
-    d.page.wait_for_selector("#metric-loss .main-svg")
+    d.page.wait_for_selector('.metric-plot[data-title^="loss"] .main-svg')
     assert "run </script>" in d.page.inner_text("#summary-body")
     assert "message </script>" in d.page.inner_text("#alerts-body")
     d.page.hover("#projection-plot .nsewdrag")  # hover text holds the probe ids

@@ -27,9 +27,10 @@ def test_report_is_one_self_contained_file(view_run, tmp_path):
     for section in ("summary", "alerts", "metrics", "projection", "samples"):
         assert f'<section id="{section}">' in text
     # what the run holds shows up: its name and config, the alert, the intervention, metric groups, grids
-    assert "demo-like" in text and "&quot;lr&quot;: 0.001" in text
+    assert "demo-like" in text and "<th>lr</th><td><code>0.001</code>" in text  # the config as a table
     assert "class 6 preservation below 0.6" in text and "added 20 thick sixes" in text
-    assert 'id="metrics-0"' in text and "quality\\u002ffid" in text and "loss\\u002ftrain" in text
+    assert text.count('class="panel"') == 2 and "quality\\u002ffid" in text and "loss\\u002ftrain" in text
+    assert text.count("-classes-0\" class=") == 1  # FID per class as a class x step heatmap
     assert text.count("data:image/png;base64,") >= 6  # one grid per snapshot
     assert 'id="projection-0"' in text and 'id="projection-slider-0"' in text and 'id="grid-slider"' in text
 
@@ -37,8 +38,9 @@ def test_report_is_one_self_contained_file(view_run, tmp_path):
 def test_compare_overlays_runs_and_cli_writes_files(view_root, tmp_path, capsys):
     text = page_body(build_report([view_root / "demo-like", view_root / "group" / "other"]))
     assert "demo-like vs other" in text
-    # (plotly's JSON writes "/" as "\u002f")
-    assert "demo-like: quality\\u002ffid" in text and "other: quality\\u002ffid" in text
+    # the runs overlaid in one panel per metric, one class heatmap per run
+    assert '"name":"demo-like"' in text and '"name":"other"' in text
+    assert text.count("-classes-0\" class=") == 1 and text.count("-classes-1\" class=") == 1  # a heatmap per run
     assert 'id="grid-0"' in text and 'id="grid-1"' in text and 'id="projection-1"' in text
     out = tmp_path / "cmp.html"
     assert main(["compare", str(view_root / "demo-like"), str(view_root / "group" / "other"), "-o", str(out)]) == 0

@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .._validation import finite_float, positive_int, seed_int, unit_share
+from .._validation import finite_float, positive_int, seed_int
 from ..capture import Monitor, Probes
 from ..data import mnist
 from ..detect import Threshold
@@ -328,7 +328,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seeds", type=seed_int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=positive_int, default=600)
     parser.add_argument("--every", type=positive_int, default=50)
-    parser.add_argument("--threshold", type=unit_share, default=0.6)
+    parser.add_argument("--threshold", type=finite_float, default=0.6)
     parser.add_argument("--content-weight", type=finite_float, default=0.1)
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)

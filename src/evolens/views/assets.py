@@ -38,6 +38,9 @@ pre{background:#f3f4f6;padding:8px;border-radius:6px;font-size:12px;max-height:2
 .grids img,#grid{image-rendering:pixelated;border:1px solid #ddd;max-width:100%}
 .row{display:flex;flex-wrap:wrap;gap:16px;align-items:flex-start}.row>section{flex:1 1 560px;min-width:420px}
 input[type=range]{width:60%}
+.panels{display:grid;grid-template-columns:repeat(auto-fill,minmax(560px,1fr));gap:10px}
+.panel{border:1px solid #eee;border-radius:6px;padding:4px;min-width:0}
+table.config th{font-weight:normal;color:#555;white-space:nowrap}table.config code{word-break:break-all}
 """
 for _kind, _colour in EVENT_COLORS.items():
     CSS = CSS.replace(f"__{_kind}__", _colour)

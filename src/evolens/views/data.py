@@ -6,8 +6,8 @@ these functions, so both show the same numbers. Nothing here writes to the run.
 
 from __future__ import annotations
 
+import hashlib
 import math
-from collections import defaultdict
 from typing import Any
 
 import numpy as np
@@ -20,7 +20,9 @@ from .grid import images_to_grid, png_bytes
 __all__ = [
     "MARKED_EVENT_KINDS",
     "event_list",
-    "group_scalar_names",
+    "class_heatmap",
+    "config_rows",
+    "metric_panels",
     "png_bytes",
     "projection_meta",
     "projection_points",
@@ -68,6 +70,7 @@ def run_summary(run: Run) -> dict[str, Any]:
         "path": str(run.path),
         "created_at": run.created_at,
         "config": run.config,
+        "config_rows": config_rows(run.config),
         "sessions": len(run.sessions()),
         "n_snapshots": len(steps),
         "first_step": steps[0] if steps else None,
@@ -86,12 +89,84 @@ def run_summary(run: Run) -> dict[str, Any]:
     }
 
 
-def group_scalar_names(names: list[str]) -> dict[str, list[str]]:
-    """Scalar names grouped by their first path segment (``quality/fid`` → ``quality``), in first-seen order."""
-    groups: dict[str, list[str]] = defaultdict(list)
+def config_rows(config: Any, prefix: str = "", max_items: int = 8) -> list[list[str]]:
+    """A run config as compact ``[key, value]`` rows: nested mappings flattened to dotted keys, lists longer
+    than ``max_items`` folded to their first items and their length (a probe label list is one row, not 100)."""
+    if not isinstance(config, dict):
+        return [[prefix or "config", _config_value(config, max_items)]]
+    rows: list[list[str]] = []
+    for key, value in config.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict) and value:
+            rows += config_rows(value, name, max_items)
+        else:
+            rows.append([name, _config_value(value, max_items)])
+    return rows
+
+
+def _config_value(value: Any, max_items: int) -> str:
+    import json
+
+    if isinstance(value, (list, tuple)) and len(value) > max_items:
+        head = json.dumps(list(value[:max_items]), default=str)[:-1]
+        return f"{head}, …] ({len(value)} items)"
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= 300 else text[:297] + "…"
+
+
+def metric_panels(names: list[str]) -> list[dict[str, Any]]:
+    """One panel per metric and context: the scalar names grouped by (family, metric, encoder, reference), with
+    the overall series and the per-class ones apart, in first-seen order.
+
+    Each panel: ``id`` (safe for HTML ids), ``title`` (``"quality/fid · efficientnet-lite0 vs train"``),
+    ``direction`` (``"lower is better"``, ``"higher is better"`` or ``""``), ``overall`` (the name without a class,
+    or None) and ``classes`` (``{class: name}``, in class order) — the views draw the overall curve in the panel
+    and the classes as a class × step heatmap beside it.
+    """
+    from .. import names as N
+
+    panels: dict[tuple, dict[str, Any]] = {}
     for name in names:
-        groups[name.split("/", 1)[0] if "/" in name else "scalars"].append(name)
-    return dict(groups)
+        parts = N.parse_name(name)
+        key = (parts.family, parts.metric, parts.encoder, parts.reference)
+        if key not in panels:
+            base = f"{parts.family}/{parts.metric}" if parts.family else parts.metric
+            leaf = parts.metric.rsplit("/", 1)[-1]
+            direction = ("lower is better" if leaf in N.LOWER_IS_BETTER else
+                         "higher is better" if leaf in N.HIGHER_IS_BETTER else "")
+            title = base + (f" · {parts.context}" if parts.context else "")
+            digest = hashlib.sha1(repr(key).encode()).hexdigest()[:10]  # stable while new names appear
+            panels[key] = {"id": f"panel-{digest}", "title": title, "direction": direction,
+                           "overall": None, "classes": {}}
+        if parts.cls is None:
+            panels[key]["overall"] = name
+        else:
+            panels[key]["classes"][parts.cls] = name
+    for panel in panels.values():
+        panel["classes"] = dict(sorted(panel["classes"].items(), key=lambda kv: _class_order(kv[0])))
+    return list(panels.values())
+
+
+def _class_order(cls: str) -> tuple:
+    try:
+        return (0, float(cls), cls)
+    except ValueError:
+        return (1, 0.0, cls)
+
+
+def class_heatmap(series: dict[str, dict[str, list]], classes: dict[str, str]) -> dict[str, Any]:
+    """The class × step matrix of one panel: ``{"steps": [...], "classes": [...], "z": [[value or None, ...], ...]}``
+    over the union of the classes' steps (None where a class has no value at a step)."""
+    steps = sorted({s for name in classes.values() if name in series for s in series[name]["steps"]})
+    column = {s: i for i, s in enumerate(steps)}
+    rows = []
+    for name in classes.values():
+        row: list[Any] = [None] * len(steps)
+        if name in series:
+            for step, value in zip(series[name]["steps"], series[name]["values"]):
+                row[column[step]] = value
+        rows.append(row)
+    return {"steps": steps, "classes": list(classes), "z": rows}
 
 
 def scalar_series(run: Run, names: list[str] | None = None, max_points: int = 2000) -> dict[str, dict[str, list]]:

@@ -65,7 +65,9 @@ function renderSummary(s) {
     `<table><tr><th>name</th><td>${esc(s.name)}</td></tr><tr><th>path</th><td>${esc(s.path)}</td></tr>` +
     `<tr><th>snapshots</th><td id="n-snapshots">${s.n_snapshots}</td></tr><tr><th>steps</th><td>${esc(s.first_step)}–${esc(s.last_step)}</td></tr>` +
     `<tr><th>sessions</th><td>${s.sessions}</td></tr><tr><th>references</th><td>${refs}</td></tr>` +
-    `<tr><th>config</th><td><code>${esc(JSON.stringify(s.config))}</code></td></tr></table>`;
+    `<tr><th>config</th><td><table class="config">` +
+    s.config_rows.map(([k, v]) => `<tr><th>${esc(k)}</th><td><code>${esc(v)}</code></td></tr>`).join("") +
+    `</table></td></tr></table>`;
 }
 
 function renderAlerts(events) {
@@ -76,13 +78,15 @@ function renderAlerts(events) {
     : '<span class="muted">No alerts, warnings or interventions.</span>';
 }
 
-function groupNames(names) {
-  const groups = {};
-  for (const n of names) { const g = n.includes("/") ? n.split("/")[0] : "scalars"; (groups[g] = groups[g] || []).push(n); }
-  return groups;
+function panelDiv(holder, id, title, className) {
+  let div = document.getElementById(id);
+  if (!div) { div = document.createElement("div"); div.id = id; div.className = className; div.dataset.title = title; holder.appendChild(div); }
+  return div;
 }
 
-function renderMetrics(series, events) {
+// Small multiples: one panel per metric and context (the server's views.data.metric_panels, as in the report):
+// the overall curve, and the per-class series as a class x step heatmap beside it.
+function renderMetrics(series, events, panels) {
   const holder = document.getElementById("metric-plots");
   const shapes = [], annotations = [];
   for (const e of events) {
@@ -91,18 +95,32 @@ function renderMetrics(series, events) {
     shapes.push({type: "line", xref: "x", yref: "paper", x0: e.step, x1: e.step, y0: 0, y1: 1, line: {color, dash: "dash", width: 1}});
     annotations.push({x: e.step, y: 1, xref: "x", yref: "paper", text: e.kind, showarrow: false, font: {size: 10, color}, yanchor: "bottom"});
   }
-  const groups = groupNames(Object.keys(series));
-  if (!Object.keys(groups).length) { holder.innerHTML = '<span class="muted">No scalars yet.</span>'; return; }
-  for (const [group, names] of Object.entries(groups)) {
-    const id = "metric-" + group.replace(/[^A-Za-z0-9_-]/g, "_");
-    let div = document.getElementById(id);
-    if (!div) { div = document.createElement("div"); div.id = id; div.className = "metric-plot"; holder.appendChild(div); }
-    // per-class curves start hidden (click the legend to show them): the overall curve stays readable
-    const traces = names.map(n => ({x: series[n].steps, y: series[n].values, name: n, mode: "lines+markers",
-      marker: {size: 4}, visible: n.includes("class=") ? "legendonly" : true}));
-    Plotly.react(div, traces, {title: {text: group, font: {size: 14}}, height: 320, margin: {l: 50, r: 10, t: 36, b: 36},
-      xaxis: {title: "step"}, shapes, annotations, template: "plotly_white", legend: {font: {size: 10}}},
-      {responsive: true, displaylogo: false});
+  if (!panels.length) { holder.innerHTML = '<span class="muted">No scalars yet.</span>'; return; }
+  holder.classList.add("panels");
+  for (const panel of panels) {
+    const box = panelDiv(holder, panel.id, panel.title, "panel");
+    const title = panel.title + (panel.direction ? ` (${panel.direction})` : "");
+    const layout = {height: 300, margin: {l: 50, r: 10, t: 36, b: 36}, xaxis: {title: "step"}, shapes, annotations,
+                    template: "plotly_white", title: {text: title, font: {size: 13}}};
+    if (panel.overall && series[panel.overall]) {
+      const s = series[panel.overall];
+      Plotly.react(panelDiv(box, panel.id + "-curve", panel.title, "metric-plot"),
+        [{x: s.steps, y: s.values, name: panel.title, mode: "lines+markers", marker: {size: 4}}],
+        {...layout, showlegend: false}, {responsive: true, displaylogo: false});
+    }
+    const classes = Object.entries(panel.classes).filter(([, name]) => series[name]);
+    if (classes.length) {
+      const steps = [...new Set(classes.flatMap(([, name]) => series[name].steps))].sort((a, b) => a - b);
+      const column = new Map(steps.map((s, i) => [s, i]));
+      const z = classes.map(([, name]) => { const row = new Array(steps.length).fill(null);
+        series[name].steps.forEach((s, i) => { row[column.get(s)] = series[name].values[i]; }); return row; });
+      Plotly.react(panelDiv(box, panel.id + "-classes", panel.title + " per class", "metric-heatmap"),
+        [{type: "heatmap", z, x: steps, y: classes.map(([c]) => "class " + c), colorscale: "Viridis",
+          reversescale: panel.direction === "lower is better", colorbar: {thickness: 10},
+          hovertemplate: "step %{x}<br>%{y}<br>value %{z:.4g}<extra></extra>"}],
+        {...layout, height: Math.max(220, 60 + 22 * classes.length), margin: {l: 70, r: 10, t: 36, b: 36},
+         title: {text: panel.title + " per class", font: {size: 13}}}, {responsive: true, displaylogo: false});
+    }
   }
 }
 
@@ -171,10 +189,11 @@ async function refresh(full) {
   state.summary = summary;
   renderSummary(summary);
   if (!changed) return;
-  const [series, events, steps] = await Promise.all([api(`/api/runs/${id}/scalars`), api(`/api/runs/${id}/events`), api(`/api/runs/${id}/steps`)]);
+  const [series, events, steps, panels] = await Promise.all([api(`/api/runs/${id}/scalars`), api(`/api/runs/${id}/events`),
+                                                             api(`/api/runs/${id}/steps`), api(`/api/runs/${id}/panels`)]);
   if (id !== state.run) return;
   renderAlerts(events);
-  renderMetrics(series, events);
+  renderMetrics(series, events, panels);
   state.steps = steps;
   applySampleKind(summary.samples_kind);
   setSlider("samples-slider", steps.length, state.followSamples);

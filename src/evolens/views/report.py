@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import os
 import time
 from functools import lru_cache
@@ -27,7 +26,8 @@ from .assets import CSS, EVENT_COLORS, PALETTE, PROJECTION_JS, script_json
 from .data import (
     MARKED_EVENT_KINDS,
     event_list,
-    group_scalar_names,
+    class_heatmap,
+    metric_panels,
     png_bytes,
     projection_meta,
     run_summary,
@@ -60,6 +60,9 @@ def _figure_html(figure: Any, div_id: str) -> str:
 
 
 def _metric_figures(runs: list[Run], names_by_run: list[dict[str, dict]], events_by_run: list[list[dict]]) -> str:
+    """Small multiples: one panel per metric and context (``views.data.metric_panels``), titled with the metric,
+    its encoder and reference and its direction, runs overlaid, alerts/pauses/interventions marked on the step
+    axis; per-class series as a class × step heatmap beside the curve (one per run)."""
     import plotly.graph_objects as go
 
     all_names: list[str] = []
@@ -68,31 +71,49 @@ def _metric_figures(runs: list[Run], names_by_run: list[dict[str, dict]], events
     if not all_names:
         return '<p class="muted">No scalars were logged in this run.</p>'
     parts = []
-    for g, (group, names) in enumerate(group_scalar_names(all_names).items()):
-        figure = go.Figure()
-        for r, (run, series) in enumerate(zip(runs, names_by_run)):
-            for name in names:
-                if name not in series:
+    for panel in metric_panels(all_names):
+        title = panel["title"] + (f" ({panel['direction']})" if panel["direction"] else "")
+        cells = []
+        if panel["overall"] is not None:
+            figure = go.Figure()
+            for r, (run, series) in enumerate(zip(runs, names_by_run)):
+                if panel["overall"] in series:
+                    figure.add_trace(go.Scatter(
+                        x=series[panel["overall"]]["steps"], y=series[panel["overall"]]["values"], mode="lines+markers",
+                        name=run.name, marker=dict(size=4), line=dict(color=PALETTE[r % len(PALETTE)])))
+            _mark_events(figure, events_by_run)
+            figure.update_layout(title=dict(text=title, font=dict(size=13)), xaxis_title="step",
+                                 template="plotly_white", height=300, margin=dict(l=50, r=20, t=40, b=40),
+                                 showlegend=len(runs) > 1, legend=dict(font=dict(size=10)))
+            cells.append(_figure_html(figure, f"{panel['id']}-curve"))
+        if len(panel["classes"]) >= 1:
+            for r, (run, series) in enumerate(zip(runs, names_by_run)):
+                heat = class_heatmap(series, panel["classes"])
+                if not heat["steps"]:
                     continue
-                label = name if len(runs) == 1 else f"{run.name}: {name}"
-                # per-class curves start hidden (click the legend to show them): the overall curve stays readable
-                figure.add_trace(go.Scatter(x=series[name]["steps"], y=series[name]["values"], mode="lines+markers",
-                                            name=label, marker=dict(size=4),
-                                            visible="legendonly" if "class=" in name else True,
-                                            line=dict(color=PALETTE[r % len(PALETTE)] if len(runs) > 1 else None,
-                                                      dash=None if names.index(name) == 0 or len(runs) == 1 else "dot")))
-        for r, events in enumerate(events_by_run):
-            for event in events:
-                if event["kind"] in MARKED_EVENT_KINDS or event["level"] == "alert":
-                    if event["step"] is None:
-                        continue
-                    color = EVENT_COLORS.get(event["kind"], EVENT_COLORS["other"])
-                    figure.add_vline(x=event["step"], line=dict(color=color, dash="dash", width=1),
-                                     annotation_text=event["kind"], annotation_font_size=10)
-        figure.update_layout(title=group, xaxis_title="step", template="plotly_white", height=360,
-                             margin=dict(l=50, r=20, t=40, b=40), legend=dict(font=dict(size=10)))
-        parts.append(_figure_html(figure, f"metrics-{g}"))
-    return "\n".join(parts)
+                figure = go.Figure(go.Heatmap(
+                    z=heat["z"], x=heat["steps"], y=[f"class {c}" for c in heat["classes"]], colorscale="Viridis",
+                    reversescale=panel["direction"] == "lower is better", colorbar=dict(thickness=10),
+                    hovertemplate="step %{x}<br>%{y}<br>value %{z:.4g}<extra></extra>"))
+                _mark_events(figure, events_by_run[r:r + 1])
+                figure.update_layout(
+                    title=dict(text=f"{panel['title']} per class" + (f" — {run.name}" if len(runs) > 1 else ""),
+                               font=dict(size=13)),
+                    xaxis_title="step", template="plotly_white", height=max(220, 60 + 22 * len(heat["classes"])),
+                    margin=dict(l=70, r=20, t=40, b=40))
+                cells.append(_figure_html(figure, f"{panel['id']}-classes-{r}"))
+        parts.append(f'<div class="panel" id="{panel["id"]}">{"".join(cells)}</div>')
+    return f'<div class="panels">{"".join(parts)}</div>'
+
+
+def _mark_events(figure: Any, events_by_run: list[list[dict]]) -> None:
+    """Alerts, pauses and interventions as dashed lines on the step axis."""
+    for events in events_by_run:
+        for event in events:
+            if (event["kind"] in MARKED_EVENT_KINDS or event["level"] == "alert") and event["step"] is not None:
+                color = EVENT_COLORS.get(event["kind"], EVENT_COLORS["other"])
+                figure.add_vline(x=event["step"], line=dict(color=color, dash="dash", width=1),
+                                 annotation_text=event["kind"], annotation_font_size=10)
 
 
 def _events_html(runs: list[Run], events_by_run: list[list[dict]]) -> str:
@@ -261,8 +282,9 @@ def _summary_html(runs: list[Run], summaries: list[dict]) -> str:
                     f"<td>{_esc(refs)}</td><td>{s['n_alerts']}</td></tr>")
     table = ("<table id='runs-table'><tr><th>run</th><th>path</th><th>snapshots</th><th>steps</th><th>sessions</th>"
              f"<th>references</th><th>alerts</th></tr>{''.join(rows)}</table>")
-    configs = "".join(f"<h3 style='font-size:14px'>config of {_esc(s['name'])}</h3>"
-                      f"<pre>{_esc(json.dumps(s['config'], indent=2, sort_keys=True, default=str))}</pre>" for s in summaries)
+    configs = "".join(f"<h3 style='font-size:14px'>config of {_esc(s['name'])}</h3><table class='config'>"
+                      + "".join(f"<tr><th>{_esc(k)}</th><td><code>{_esc(v)}</code></td></tr>" for k, v in s["config_rows"])
+                      + "</table>" for s in summaries)
     return table + configs
 
 

@@ -5,6 +5,7 @@ JSON API (all read-only; unknown runs, steps and files answer 404, never a file 
 - ``GET /api/runs`` — the runs: id, name, path (relative), snapshots, last step
 - ``GET /api/runs/{run}`` — summary (config, sessions, references, scalar names, counts)
 - ``GET /api/runs/{run}/scalars[?names=a,b]`` — series per scalar name
+- ``GET /api/runs/{run}/panels`` — the metric panels: one per metric and context, overall and per-class names
 - ``GET /api/runs/{run}/events`` — events, oldest first
 - ``GET /api/runs/{run}/steps`` — snapshot steps
 - ``GET /api/runs/{run}/samples/{step}.png`` — the sample grid of a snapshot (image samples)
@@ -184,6 +185,11 @@ def create_app(run_dir: str | os.PathLike, *, allowed_hosts: Iterable[str] = ())
         with opened(run_id) as run:
             wanted = [n for n in names.split(",") if n] if names else None
             return views.scalar_series(run, wanted)
+
+    @app.get("/api/runs/{run_id}/panels")
+    def panels(run_id: str) -> list[dict]:
+        with opened(run_id) as run:
+            return views.metric_panels(run.scalar_names())
 
     @app.get("/api/runs/{run_id}/events")
     def events(run_id: str) -> list[dict]:
