@@ -106,6 +106,23 @@ def _trace_x(page, div: str, first: int) -> list:
                          ".flatMap(t => Array.from(t.x || []))")
 
 
+def _click_probe(page, div: str) -> str:
+    """Click the first point of the map's first probe trace with the mouse; return the probe id clicked."""
+    where = page.evaluate(f"""() => {{
+        const gd = document.getElementById('{div}'), t = gd._fullData[1], xa = gd._fullLayout.xaxis,
+              ya = gd._fullLayout.yaxis, box = gd.getBoundingClientRect();
+        return {{x: box.left + xa._offset + xa.l2p(t.x[0]), y: box.top + ya._offset + ya.l2p(t.y[0]),
+                 id: t.customdata[0]}}; }}""")
+    page.mouse.move(where["x"], where["y"])
+    page.mouse.click(where["x"], where["y"])
+    return where["id"]
+
+
+def _trajectory(page, div: str) -> dict | None:
+    return page.evaluate(f"""() => {{ const t = document.getElementById('{div}')._fullData
+        .find(t => t.name.startsWith('trajectory of probe')); return t ? {{name: t.name, n: t.x.length}} : null; }}""")
+
+
 def test_report_renders_offline_and_its_sliders_move(browser, view_root, tmp_path):
     from evolens.views.report import write_report
 
@@ -130,6 +147,11 @@ def test_report_renders_offline_and_its_sliders_move(browser, view_root, tmp_pat
         ".flatMap(t => Array.from(t.x || []))) !== first",
         arg=json.dumps(first), timeout=10_000)
     assert p.page.inner_text("#projection-step-0") == "step 5"
+    # click a probe: its trajectory over the six snapshots is drawn
+    probe = _click_probe(p.page, "projection-0")
+    p.page.wait_for_function("() => document.getElementById('projection-0')._fullData"
+                             ".some(t => t.name.startsWith('trajectory of probe'))", timeout=10_000)
+    assert _trajectory(p.page, "projection-0") == {"name": f"trajectory of probe {probe}", "n": 6}
     p.shot("report.png")
     assert p.errors == [], p.errors
     assert p.outside == [], p.outside
@@ -156,6 +178,10 @@ def test_dashboard_renders_and_the_projection_slider_changes_the_map(browser, vi
     p.page.wait_for_function("() => window.__evolens.renders.projection.step === 0")
     assert _trace_x(p.page, "projection-plot", 1) != last
     assert p.page.inner_text("#projection-step") == "step 0"
+    probe = _click_probe(p.page, "projection-plot")  # the dashboard fetches the probe's track from the API
+    p.page.wait_for_function("() => document.getElementById('projection-plot')._fullData"
+                             ".some(t => t.name.startsWith('trajectory of probe'))", timeout=10_000)
+    assert _trajectory(p.page, "projection-plot") == {"name": f"trajectory of probe {probe}", "n": 6}
     src = p.page.get_attribute("#grid", "src")
     p.page.locator("#samples-slider").fill("1")
     p.page.wait_for_function(f"() => document.getElementById('grid').src !== {json.dumps(src)}")

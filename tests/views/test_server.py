@@ -223,3 +223,13 @@ def test_a_symlinked_run_outside_the_root_breaks_nothing(view_root, tmp_path):
     for url in ("/api/runs/inside", "/api/runs/inside/steps", "/api/runs/inside/events", "/"):
         assert client.get(url).status_code == 200, url
     assert client.get("/api/runs/escape").status_code == 404
+
+
+def test_projection_track_of_one_probe(client):
+    meta = client.get("/api/runs/demo-like/projection").json()
+    frame = client.get(f"/api/runs/demo-like/projection/{meta['steps'][0]}").json()
+    probe = frame["ids"][3]
+    track = client.get("/api/runs/demo-like/projection/track", params={"probe": probe}).json()
+    assert track["id"] == probe and track["steps"] == meta["steps"]
+    assert (track["x"][0], track["y"][0]) == (frame["x"][3], frame["y"][3])
+    assert client.get("/api/runs/demo-like/projection/track", params={"probe": "nope"}).status_code == 404

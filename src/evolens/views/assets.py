@@ -48,8 +48,9 @@ for _kind, _colour in EVENT_COLORS.items():
 PROJECTION_JS = r"""
 // one fixed colour per class label (cycled), so a class keeps its colour across snapshots
 const PALETTE = __PALETTE__;
-function evolensDrawProjection(div, meta, ref, p) {
-  // meta: {bounds: [x0, x1, y0, y1]}; ref and p: {x, y, labels, ids} as served by /api/.../projection
+function evolensDrawProjection(div, meta, ref, p, track) {
+  // meta: {bounds: [x0, x1, y0, y1]}; ref and p: {x, y, labels, ids} as served by /api/.../projection;
+  // track (optional): {id, steps, x, y}, one probe's positions over the snapshots, drawn as a line
   const [x0, x1, y0, y1] = meta.bounds, padx = 0.05 * (x1 - x0 || 1), pady = 0.05 * (y1 - y0 || 1);
   const traces = [];
   if (ref && ref.x && ref.x.length) traces.push({x: ref.x, y: ref.y, mode: "markers", type: "scattergl",
@@ -64,11 +65,37 @@ function evolensDrawProjection(div, meta, ref, p) {
       name: key === null ? "samples at step " + p.step : "label " + key,
       marker: {size: 6, line: {width: 0.5, color: "white"}, color: key === null ? "#1f77b4" : PALETTE[((key % 10) + 10) % 10]},
       text: idx.map(i => (p.ids ? "probe " + p.ids[i] : "sample " + i) + (key === null ? "" : ", label " + key)),
-      hoverinfo: "text"});
+      customdata: p.ids ? idx.map(i => p.ids[i]) : undefined, hoverinfo: "text"});
   }
+  if (track && track.x.length) traces.push({x: track.x, y: track.y, mode: "lines+markers+text", type: "scatter",
+    name: "trajectory of probe " + track.id, text: track.steps.map(s => String(s)), textposition: "top center",
+    textfont: {size: 9, color: "#444"}, line: {color: "#111", width: 1.5}, marker: {size: 5, color: "#111"},
+    hoverinfo: "text", hovertext: track.steps.map(s => "probe " + track.id + " at step " + s)});
   return Plotly.react(div, traces, {height: 520, margin: {l: 10, r: 10, t: 10, b: 10},
     xaxis: {range: [x0 - padx, x1 + padx], showticklabels: false, zeroline: false},
     yaxis: {range: [y0 - pady, y1 + pady], showticklabels: false, zeroline: false, scaleanchor: "x"},
     template: "plotly_white", showlegend: true, legend: {x: 0, y: 1}}, {displaylogo: false, responsive: true});
+}
+
+// Click a probe on the map: ``load(id)`` returns (or resolves to) its track; the map is redrawn with it.
+function evolensFollowProbeOnClick(div, load, redraw) {
+  if (div.__evolensFollow) { div.__evolensFollow = {load, redraw}; return; }
+  div.__evolensFollow = {load, redraw};
+  div.on("plotly_click", async (event) => {
+    const point = event.points && event.points[0];
+    if (!point || point.customdata === undefined) return;
+    const {load, redraw} = div.__evolensFollow;
+    redraw(await load(String(point.customdata)));
+  });
+}
+
+// A probe's track over the snapshots of an embedded map (the report's frames).
+function evolensTrackFromFrames(d, id) {
+  const track = {id, steps: [], x: [], y: []};
+  for (const s of d.steps) {
+    const f = d.frames[String(s)], i = f.ids ? f.ids.indexOf(id) : -1;
+    if (i >= 0) { track.steps.push(s); track.x.push(f.x[i]); track.y.push(f.y[i]); }
+  }
+  return track;
 }
 """.replace("__PALETTE__", script_json(PALETTE))

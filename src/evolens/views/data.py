@@ -26,6 +26,7 @@ __all__ = [
     "png_bytes",
     "projection_meta",
     "projection_points",
+    "projection_track",
     "run_summary",
     "sample_grid",
     "sample_points",
@@ -245,6 +246,26 @@ def projection_meta(run: Run) -> dict[str, Any] | None:
         _BOUNDS_CACHE[(str(run.path), meta["projection_id"])] = bounds
     meta["bounds"] = bounds
     return meta
+
+
+def projection_track(run: Run, meta: dict[str, Any], probe_id: str, decimals: int = 3) -> dict[str, Any]:
+    """One probe's map positions over the projected snapshots: ``{"id", "steps", "x", "y"}`` (steps where the
+    probe was drawn). InputError when no snapshot of the map holds ``probe_id``."""
+    from ..analyses.projection import projection_coords
+
+    track: dict[str, Any] = {"id": str(probe_id), "steps": [], "x": [], "y": []}
+    for step in meta["steps"]:
+        coords = projection_coords(run, meta, step)
+        if coords is None:
+            continue
+        where = np.flatnonzero(np.asarray(run.probe_ids(step)).astype(str) == str(probe_id))
+        if where.size and where[0] < len(coords):
+            track["steps"].append(int(step))
+            track["x"].append(round(float(coords[where[0], 0]), decimals))
+            track["y"].append(round(float(coords[where[0], 1]), decimals))
+    if not track["steps"]:
+        raise InputError(f"probe: no snapshot of the map holds probe {probe_id!r}")
+    return track
 
 
 def projection_points(run: Run, meta: dict[str, Any], step: int | None, max_points: int = 5000,

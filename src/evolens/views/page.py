@@ -53,7 +53,7 @@ async function loadRuns() {
 }
 
 async function selectRun(id) {
-  state.run = id; state.summary = null; state.projection = null; state.steps = [];
+  state.run = id; state.summary = null; state.projection = null; state.steps = []; state.track = null;
   state.followSamples = state.followProjection = true;
   document.getElementById("metric-plots").innerHTML = "";
   await refresh(true);
@@ -174,7 +174,11 @@ async function showProjection() {
   document.getElementById("projection-step").textContent = "step " + step;
   const t0 = performance.now();
   const p = await api(`/api/runs/${state.run}/projection/${step}`);
-  await evolensDrawProjection(document.getElementById("projection-plot"), meta, meta.reference, p);
+  const plot = document.getElementById("projection-plot");
+  await evolensDrawProjection(plot, meta, meta.reference, p, state.track);
+  const run = state.run;  // click a probe: its trajectory over every snapshot of the map
+  evolensFollowProbeOnClick(plot, id => api(`/api/runs/${run}/projection/track?probe=${encodeURIComponent(id)}`),
+                            track => { state.track = track; showProjection(); });
   state.renders.projection = {step, ms: performance.now() - t0, points: p.x.length};
   if (state.renders.first === undefined) state.renders.first = performance.now();
 }

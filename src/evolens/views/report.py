@@ -262,7 +262,10 @@ style="width:60%"></label> <span id="projection-step-{r}">step {steps[0]}</span>
 <div id="projection-{r}" class="projection-plot" style="height:520px"></div>
 <script>(function(){{const d={script_json(data, separators=(",", ":"))};const div="projection-{r}";
 const slider=document.getElementById("projection-slider-{r}"),label=document.getElementById("projection-step-{r}");
-function show(){{const s=d.steps[+slider.value];label.textContent="step "+s;evolensDrawProjection(div,d,d.reference,d.frames[String(s)]);}}
+let track=null;
+function show(){{const s=d.steps[+slider.value];label.textContent="step "+s;
+evolensDrawProjection(div,d,d.reference,d.frames[String(s)],track).then(()=>evolensFollowProbeOnClick(document.getElementById(div),
+id=>evolensTrackFromFrames(d,id),t=>{{track=t;show();}}));}}
 slider.addEventListener("input",show);let timer=null;const play=document.getElementById("projection-play-{r}");
 play.addEventListener("click",function(){{if(timer){{clearInterval(timer);timer=null;play.textContent="play";return;}}
 play.textContent="pause";timer=setInterval(function(){{slider.value=(+slider.value+1)%d.steps.length;show();}},500);}});

@@ -12,6 +12,7 @@ JSON API (all read-only; unknown runs, steps and files answer 404, never a file 
 - ``GET /api/runs/{run}/points/{step}`` — low-dimensional samples of a snapshot
 - ``GET /api/runs/{run}/projection`` — the stored map's steps, bounds, scores and reference points
 - ``GET /api/runs/{run}/projection/{step}`` — the map's points of one snapshot (≤ 5,000, 3 decimals)
+- ``GET /api/runs/{run}/projection/track?probe=ID`` — one probe's positions over every snapshot of the map
 - ``GET /api/runs/{run}/files/{path}`` — a file inside the run directory (e.g. ``report.html``)
 
 ``GET /`` is the one-page dashboard; it polls the API every 2 s, so it follows a run while training writes it.
@@ -227,6 +228,14 @@ def create_app(run_dir: str | os.PathLike, *, allowed_hosts: Iterable[str] = ())
                 raise HTTPException(404, f"run {run_id!r} has no stored projection")
             meta["reference"] = views.projection_points(run, meta, None)
             return meta
+
+    @app.get("/api/runs/{run_id}/projection/track")
+    def projection_track(run_id: str, probe: str = Query(..., description="a probe id")) -> dict:
+        with opened(run_id) as run:
+            meta = views.projection_meta(run)
+            if meta is None:
+                raise HTTPException(404, f"run {run_id!r} has no stored projection")
+            return views.projection_track(run, meta, probe)
 
     @app.get("/api/runs/{run_id}/projection/{step}")
     def projection_step(run_id: str, step: int, max_points: int = Query(5000, ge=1, le=50_000)) -> JSONResponse:
