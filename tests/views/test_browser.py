@@ -395,3 +395,31 @@ def test_script_payloads_in_a_run_never_execute(browser, serve, tmp_path):
     assert response.headers["content-disposition"].startswith("attachment")
     assert dialogs == []
     assert d.outside == [] and p.outside == []
+
+
+def test_memorisation_gallery_in_the_report_and_the_dashboard(browser, view_root, serve, tmp_path):
+    from evolens import analyses
+    from evolens.views.report import write_report
+
+    run_dir = tmp_path / "runs" / "memorised"
+    shutil.copytree(view_root / "demo-like", run_dir)
+    analyses.proximity(run_dir, encoder="pixels", heldout=None)  # stores each sample's nearest training items
+    report = write_report([run_dir], tmp_path / "report.html")
+    p = Page(browser, ("file://",))
+    p.page.goto(report.as_uri())
+    p.page.wait_for_selector("#gallery-0 .gallery-row")
+    rows = p.page.locator("#gallery-0 .gallery-row")
+    assert rows.count() == 24 and rows.first.locator("img").count() == 4  # the sample and its 3 nearest
+    # the toy run's last snapshot is the training digits themselves: the closest sample is a copy, d = 0
+    assert p.page.inner_text("#gallery-0 .gallery-row >> nth=0").count("d=0") >= 1
+    assert p.page.evaluate("() => [...document.querySelectorAll('#gallery-0 img')].every(i => i.naturalWidth > 0)")
+    p.shot("report-memorisation.png")
+    url = serve(tmp_path / "runs")
+    d = Page(browser, (url,))
+    d.page.goto(url + "/?run=memorised")
+    d.page.wait_for_selector("#gallery .gallery-row")
+    assert d.page.locator("#gallery .gallery-row").count() == 24
+    d.page.locator("#memorisation").scroll_into_view_if_needed()
+    d.shot("dashboard-memorisation.png")
+    assert p.errors == [] and d.errors == [], (p.errors, d.errors)
+    assert p.outside == [] and d.outside == []

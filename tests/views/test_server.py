@@ -233,3 +233,20 @@ def test_projection_track_of_one_probe(client):
     assert track["id"] == probe and track["steps"] == meta["steps"]
     assert (track["x"][0], track["y"][0]) == (frame["x"][3], frame["y"][3])
     assert client.get("/api/runs/demo-like/projection/track", params={"probe": "nope"}).status_code == 404
+
+
+def test_memorisation_is_null_without_evidence_and_a_gallery_with_it(client, view_root, tmp_path):
+    import shutil
+
+    from evolens import analyses
+
+    assert client.get("/api/runs/demo-like/memorisation").json() is None
+    run_dir = tmp_path / "runs" / "r"
+    shutil.copytree(view_root / "demo-like", run_dir)
+    analyses.proximity(run_dir, encoder="pixels", heldout=None)
+    local = TestClient(create_app(tmp_path / "runs"), base_url="http://127.0.0.1")
+    gallery = local.get("/api/runs/r/memorisation").json()
+    distances = [item["neighbours"][0]["distance"] for item in gallery["items"]]
+    assert gallery["step"] == 5 and distances == sorted(distances) and len(gallery["items"][0]["neighbours"]) == 3
+    assert local.get("/api/runs/r/memorisation", params={"step": 2}).json()["step"] == 2
+    assert local.get("/api/runs/r/memorisation", params={"step": 99}).status_code == 404

@@ -275,6 +275,13 @@ class Run:
         return self._analysis_writer().write_derived(kind, array, encoder_id=encoder_id, source=source,
                                                      params=params, step=step, meta=meta)
 
+    def derived_keys(self, kind: str) -> list[tuple[str, str, int | None]]:
+        """The distinct (encoder id, source, step) under which arrays of ``kind`` are stored, ordered by step."""
+        check_kind(kind)
+        rows = self._conn.execute("SELECT DISTINCT encoder_id, source, step FROM derived WHERE kind = ? "
+                                  "ORDER BY IFNULL(step, -1), encoder_id, source", (kind,))
+        return [(r[0], r[1], r[2]) for r in rows]
+
     def feature_encoders(self) -> list[str]:
         """Encoder ids that have cached features in this run, sorted."""
         rows = self._conn.execute("SELECT DISTINCT encoder_id FROM derived WHERE kind = ? ORDER BY encoder_id",

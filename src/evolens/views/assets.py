@@ -41,6 +41,10 @@ input[type=range]{width:60%}
 .panels{display:grid;grid-template-columns:repeat(auto-fill,minmax(560px,1fr));gap:10px}
 .panel{border:1px solid #eee;border-radius:6px;padding:4px;min-width:0}
 table.config th{font-weight:normal;color:#555;white-space:nowrap}table.config code{word-break:break-all}
+.gallery{display:flex;flex-wrap:wrap;gap:6px 18px}.gallery-row{display:flex;gap:4px;align-items:flex-start}
+.gallery figure{margin:0;text-align:center}.gallery img{image-rendering:pixelated;border:1px solid #ddd}
+.gallery figcaption{font-size:10px;color:#555;max-width:90px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
+.gallery-sample img{border:2px solid #1f2937}
 """
 for _kind, _colour in EVENT_COLORS.items():
     CSS = CSS.replace(f"__{_kind}__", _colour)
@@ -75,6 +79,30 @@ function evolensDrawProjection(div, meta, ref, p, track) {
     xaxis: {range: [x0 - padx, x1 + padx], showticklabels: false, zeroline: false},
     yaxis: {range: [y0 - pady, y1 + pady], showticklabels: false, zeroline: false, scaleanchor: "x"},
     template: "plotly_white", showlegend: true, legend: {x: 0, y: 1}}, {displaylogo: false, responsive: true});
+}
+
+// The memorisation gallery: each sample beside its nearest training images and their distances, closest first.
+// g as views.data.memorisation_gallery returns it; built with DOM nodes (text never parsed as HTML).
+function evolensDrawGallery(holder, g) {
+  holder.textContent = "";
+  const caption = document.createElement("p");
+  caption.className = "muted";
+  caption.textContent = `step ${g.step}: each sample (left) beside its nearest ${g.reference} images in ` +
+    `${g.encoder_id} space, with their distances; closest samples first (a distance near 0 is a copy).`;
+  holder.appendChild(caption);
+  const grid = document.createElement("div");
+  grid.className = "gallery";
+  for (const item of g.items) {
+    const row = document.createElement("div");
+    row.className = "gallery-row";
+    const cell = (src, text, cls) => { const f = document.createElement("figure"); if (cls) f.className = cls;
+      const img = document.createElement("img"); img.src = src; img.alt = text; f.appendChild(img);
+      const c = document.createElement("figcaption"); c.textContent = text; f.appendChild(c); return f; };
+    row.appendChild(cell(item.sample, "probe " + item.probe, "gallery-sample"));
+    for (const n of item.neighbours) row.appendChild(cell(n.image, `#${n.index} d=${n.distance}`, ""));
+    grid.appendChild(row);
+  }
+  holder.appendChild(grid);
 }
 
 // Click a probe on the map: ``load(id)`` returns (or resolves to) its track; the map is redrawn with it.

@@ -25,6 +25,7 @@ __all__ = [
     "metric_panels",
     "png_bytes",
     "projection_meta",
+    "memorisation_gallery",
     "projection_points",
     "projection_track",
     "run_summary",
@@ -246,6 +247,53 @@ def projection_meta(run: Run) -> dict[str, Any] | None:
         _BOUNDS_CACHE[(str(run.path), meta["projection_id"])] = bounds
     meta["bounds"] = bounds
     return meta
+
+
+def memorisation_gallery(run: Run, step: int | None = None, *, max_samples: int = 24, k: int = 3,
+                         scale: int = 3) -> dict[str, Any] | None:
+    """Each probe's sample beside its ``k`` nearest training images, closest samples first, from the evidence the
+    proximity analysis stored (derived kind ``nearest-train``) for snapshot ``step`` (default: the newest step
+    with evidence). None when no evidence is stored or the samples are not images.
+
+    Returns ``{"step", "steps" (all steps with evidence), "encoder_id", "reference", "items": [{"probe",
+    "sample" (PNG data URI), "neighbours": [{"index", "distance", "image"}]}]}``; distances in the encoder's
+    feature space (pixels by default), as stored.
+    """
+    import base64
+
+    from ..analyses.proximity import NEAREST_K
+    from ..store.derived import NEAREST_TRAIN
+
+    keys = run.derived_keys(NEAREST_TRAIN)
+    if not keys:
+        return None
+    encoder_id, source = keys[-1][0], keys[-1][1]  # the newest evidence's encoder and reference
+    steps = sorted({s for e, src, s in keys if e == encoder_id and src == source and s is not None})
+    step = steps[-1] if step is None else step
+    if step not in steps:
+        raise InputError(f"step: expected a step with memorisation evidence {steps}, received {step}")
+    reference = next((name for name in run.reference_names() if run.reference_hash(name) == source), None)
+    if reference is None:
+        return None
+    distances = run.derived(NEAREST_TRAIN, encoder_id=encoder_id, source=source,
+                            params={"k": NEAREST_K, "part": "distance"}, step=step)
+    indices = run.derived(NEAREST_TRAIN, encoder_id=encoder_id, source=source,
+                          params={"k": NEAREST_K, "part": "index"}, step=step)
+    samples = samples_as_images(run.samples(step))
+    train = samples_as_images(run.reference(reference).images)
+    if distances is None or indices is None or samples is None or train is None:
+        return None
+
+    def uri(image: np.ndarray) -> str:
+        return "data:image/png;base64," + base64.b64encode(png_bytes(images_to_grid(image[None], pad=0), scale)).decode()
+
+    ids = run.probe_ids(step)
+    order = np.argsort(distances[:, 0], kind="stable")[:max_samples]
+    items = [{"probe": str(ids[i]), "sample": uri(samples[i]),
+              "neighbours": [{"index": int(indices[i, j]), "distance": round(float(distances[i, j]), 4),
+                              "image": uri(train[int(indices[i, j])])} for j in range(min(k, indices.shape[1]))]}
+             for i in order]
+    return {"step": int(step), "steps": steps, "encoder_id": encoder_id, "reference": reference, "items": items}
 
 
 def projection_track(run: Run, meta: dict[str, Any], probe_id: str, decimals: int = 3) -> dict[str, Any]:

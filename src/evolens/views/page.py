@@ -24,6 +24,8 @@ PAGE = r"""<!DOCTYPE html>
 <span id="samples-step"></span></div>
 <img id="grid" alt="samples"><div id="points-plot" style="height:420px;display:none"></div></section>
 </div>
+<section id="memorisation"><h2>Memorisation: samples beside their nearest training images</h2>
+<div id="gallery" class="muted">No nearest-neighbour evidence yet (evolens proximity, or the live worker).</div></section>
 </main>
 <script>__PROJECTION_JS__</script>
 <script>
@@ -157,6 +159,16 @@ function applySampleKind(kind) {
   document.getElementById("points-plot").style.display = state.samplesArePoints ? "" : "none";
 }
 
+let galleryInFlight = false;
+async function loadGallery(id) {
+  if (galleryInFlight) return;  // never more than one request of a kind in flight
+  galleryInFlight = true;
+  try {
+    const gallery = await api(`/api/runs/${id}/memorisation`);
+    if (gallery && id === state.run) evolensDrawGallery(document.getElementById("gallery"), gallery);
+  } finally { galleryInFlight = false; }
+}
+
 async function loadProjection() {
   state.projection = state.summary.has_projection ? await api(`/api/runs/${state.run}/projection`) : null;
   const plot = document.getElementById("projection-plot");
@@ -198,6 +210,7 @@ async function refresh(full) {
   if (id !== state.run) return;
   renderAlerts(events);
   renderMetrics(series, events, panels);
+  loadGallery(id);
   state.steps = steps;
   applySampleKind(summary.samples_kind);
   setSlider("samples-slider", steps.length, state.followSamples);

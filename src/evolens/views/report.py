@@ -27,6 +27,7 @@ from .data import (
     MARKED_EVENT_KINDS,
     event_list,
     class_heatmap,
+    memorisation_gallery,
     metric_panels,
     png_bytes,
     projection_meta,
@@ -276,6 +277,19 @@ show();}})();</script>""")
     return "\n".join(parts)
 
 
+def _gallery_html(runs: list[Run]) -> str:
+    """Per run, the memorisation gallery of its newest snapshot with evidence, drawn by the dashboard's renderer."""
+    parts = []
+    for r, run in enumerate(runs):
+        gallery = memorisation_gallery(run)
+        if gallery is None:
+            continue
+        parts.append(f'<h3 style="font-size:14px">{_esc(run.name)}</h3><div id="gallery-{r}"></div>'
+                     f'<script>evolensDrawGallery(document.getElementById("gallery-{r}"),{script_json(gallery)});</script>')
+    return "\n".join(parts) or ('<p class="muted">No nearest-neighbour evidence stored: run <code>evolens proximity '
+                                'RUN</code> (the demo does) to see each sample beside what it is close to.</p>')
+
+
 def _summary_html(runs: list[Run], summaries: list[dict]) -> str:
     rows = []
     for run, s in zip(runs, summaries):
@@ -312,6 +326,7 @@ def build_report(runs: Sequence[Run | str | os.PathLike], title: str | None = No
 <section id="metrics"><h2>Metrics over training</h2>{_section(_metric_figures, opened, series, events)}</section>
 <section id="projection"><h2>Evolutionary projection</h2>{_section(_projection_html, opened)}</section>
 <section id="samples"><h2>Samples per snapshot</h2>{_section(_samples_html, opened)}</section>
+<section id="memorisation"><h2>Memorisation: samples beside their nearest training images</h2>{_section(_gallery_html, opened)}</section>
 </main>"""
     return (f"<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'><title>{_esc(title)}</title>"
             f"<style>{CSS}</style><script>{plotly_js()}</script><script>{PROJECTION_JS}</script></head>"

@@ -7,6 +7,7 @@ JSON API (all read-only; unknown runs, steps and files answer 404, never a file 
 - ``GET /api/runs/{run}/scalars[?names=a,b]`` — series per scalar name
 - ``GET /api/runs/{run}/panels`` — the metric panels: one per metric and context, overall and per-class names
 - ``GET /api/runs/{run}/events`` — events, oldest first
+- ``GET /api/runs/{run}/memorisation[?step=S]`` — each sample beside its nearest training images (the gallery)
 - ``GET /api/runs/{run}/steps`` — snapshot steps
 - ``GET /api/runs/{run}/samples/{step}.png`` — the sample grid of a snapshot (image samples)
 - ``GET /api/runs/{run}/points/{step}`` — low-dimensional samples of a snapshot
@@ -228,6 +229,12 @@ def create_app(run_dir: str | os.PathLike, *, allowed_hosts: Iterable[str] = ())
                 raise HTTPException(404, f"run {run_id!r} has no stored projection")
             meta["reference"] = views.projection_points(run, meta, None)
             return meta
+
+    @app.get("/api/runs/{run_id}/memorisation")
+    def memorisation(run_id: str, step: int | None = Query(None, description="default: the newest step with evidence")
+                     ) -> dict | None:
+        with opened(run_id) as run:  # null without evidence (a run not analysed yet is not an error to the page)
+            return views.memorisation_gallery(run, step)
 
     @app.get("/api/runs/{run_id}/projection/track")
     def projection_track(run_id: str, probe: str = Query(..., description="a probe id")) -> dict:
