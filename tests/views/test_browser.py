@@ -118,6 +118,16 @@ def _click_probe(page, div: str) -> str:
     return where["id"]
 
 
+def _hover_probe(page, div: str) -> None:
+    """Move the mouse onto the map's first probe point (and a little around it, as a person would)."""
+    where = page.evaluate(f"""() => {{
+        const gd = document.getElementById('{div}'), t = gd._fullData[1], xa = gd._fullLayout.xaxis,
+              ya = gd._fullLayout.yaxis, box = gd.getBoundingClientRect();
+        return {{x: box.left + xa._offset + xa.l2p(t.x[0]), y: box.top + ya._offset + ya.l2p(t.y[0])}}; }}""")
+    page.mouse.move(where["x"] + 30, where["y"] + 30)
+    page.mouse.move(where["x"], where["y"], steps=5)
+
+
 def _trajectory(page, div: str) -> dict | None:
     return page.evaluate(f"""() => {{ const t = document.getElementById('{div}')._fullData
         .find(t => t.name.startsWith('trajectory of probe')); return t ? {{name: t.name, n: t.x.length}} : null; }}""")
@@ -147,6 +157,12 @@ def test_report_renders_offline_and_its_sliders_move(browser, view_root, tmp_pat
         ".flatMap(t => Array.from(t.x || []))) !== first",
         arg=json.dumps(first), timeout=10_000)
     assert p.page.inner_text("#projection-step-0") == "step 5"
+    # hover a probe: its sample appears beside the cursor
+    _hover_probe(p.page, "projection-0")
+    p.page.wait_for_function("() => { const t = document.querySelector('.map-thumb');"
+                             " return t && t.style.display === 'block' && t.complete && t.naturalWidth > 0; }",
+                             timeout=10_000)
+    p.shot("report-map-hover.png")
     # click a probe: its trajectory over the six snapshots is drawn
     probe = _click_probe(p.page, "projection-0")
     p.page.wait_for_function("() => document.getElementById('projection-0')._fullData"
@@ -178,6 +194,10 @@ def test_dashboard_renders_and_the_projection_slider_changes_the_map(browser, vi
     p.page.wait_for_function("() => window.__evolens.renders.projection.step === 0")
     assert _trace_x(p.page, "projection-plot", 1) != last
     assert p.page.inner_text("#projection-step") == "step 0"
+    _hover_probe(p.page, "projection-plot")  # the hover thumbnail comes from /samples/{step}/probe.png
+    p.page.wait_for_function("() => { const t = document.querySelector('.map-thumb');"
+                             " return t && t.style.display === 'block' && t.complete && t.naturalWidth > 0; }",
+                             timeout=10_000)
     probe = _click_probe(p.page, "projection-plot")  # the dashboard fetches the probe's track from the API
     p.page.wait_for_function("() => document.getElementById('projection-plot')._fullData"
                              ".some(t => t.name.startsWith('trajectory of probe'))", timeout=10_000)

@@ -250,3 +250,10 @@ def test_memorisation_is_null_without_evidence_and_a_gallery_with_it(client, vie
     assert gallery["step"] == 5 and distances == sorted(distances) and len(gallery["items"][0]["neighbours"]) == 3
     assert local.get("/api/runs/r/memorisation", params={"step": 2}).json()["step"] == 2
     assert local.get("/api/runs/r/memorisation", params={"step": 99}).status_code == 404
+
+
+def test_a_probe_thumbnail(client):
+    frame = client.get("/api/runs/demo-like/projection/2").json()
+    answer = client.get("/api/runs/demo-like/samples/2/probe.png", params={"probe": frame["ids"][0]})
+    assert answer.status_code == 200 and answer.content[:8] == b"\x89PNG\r\n\x1a\n"
+    assert client.get("/api/runs/demo-like/samples/2/probe.png", params={"probe": "nope"}).status_code == 404

@@ -45,6 +45,8 @@ table.config th{font-weight:normal;color:#555;white-space:nowrap}table.config co
 .gallery figure{margin:0;text-align:center}.gallery img{image-rendering:pixelated;border:1px solid #ddd}
 .gallery figcaption{font-size:10px;color:#555;max-width:90px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
 .gallery-sample img{border:2px solid #1f2937}
+.map-thumb{position:absolute;z-index:10;pointer-events:none;image-rendering:pixelated;border:2px solid #1f2937;
+background:#fff;box-shadow:0 2px 8px rgba(0,0,0,.3)}
 """
 for _kind, _colour in EVENT_COLORS.items():
     CSS = CSS.replace(f"__{_kind}__", _colour)
@@ -103,6 +105,30 @@ function evolensDrawGallery(holder, g) {
     grid.appendChild(row);
   }
   holder.appendChild(grid);
+}
+
+// Hover a probe on the map: its sample as a thumbnail beside the cursor. ``thumbFor(id)`` gives an image URL or
+// data URI (or null: no thumbnail). Attached once per map div; the function is replaced on later calls.
+function evolensHoverThumbnails(div, thumbFor) {
+  div.__evolensThumbFor = thumbFor;
+  if (div.__evolensThumb) return;
+  const img = document.createElement("img");
+  img.className = "map-thumb";
+  img.alt = "sample";
+  img.style.display = "none";
+  document.body.appendChild(img);
+  div.__evolensThumb = img;
+  // call after the map is drawn (plotly adds div.on)
+  div.on("plotly_hover", (event) => {
+    const point = event.points && event.points[0];
+    const src = point && point.customdata !== undefined ? div.__evolensThumbFor(String(point.customdata)) : null;
+    if (!src) { img.style.display = "none"; return; }
+    img.src = src;
+    img.style.left = (event.event.pageX + 14) + "px";
+    img.style.top = (event.event.pageY + 14) + "px";
+    img.style.display = "block";
+  });
+  div.on("plotly_unhover", () => { img.style.display = "none"; });
 }
 
 // Click a probe on the map: ``load(id)`` returns (or resolves to) its track; the map is redrawn with it.

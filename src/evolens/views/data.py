@@ -26,6 +26,7 @@ __all__ = [
     "png_bytes",
     "projection_meta",
     "memorisation_gallery",
+    "probe_thumbnails",
     "projection_points",
     "projection_track",
     "run_summary",
@@ -294,6 +295,22 @@ def memorisation_gallery(run: Run, step: int | None = None, *, max_samples: int 
                               "image": uri(train[int(indices[i, j])])} for j in range(min(k, indices.shape[1]))]}
              for i in order]
     return {"step": int(step), "steps": steps, "encoder_id": encoder_id, "reference": reference, "items": items}
+
+
+def probe_thumbnails(run: Run, step: int, probe_ids: list[str] | None = None, *, size: int = 84) -> list[str] | None:
+    """PNG data URIs of the samples of snapshot ``step`` for ``probe_ids`` (default: every probe, in row order),
+    each upscaled to about ``size`` pixels — the map's hover thumbnails. None when the samples are not images;
+    an unknown id gets an empty string."""
+    import base64
+
+    samples = samples_as_images(run.samples(step))
+    if samples is None:
+        return None
+    ids = [str(i) for i in run.probe_ids(step)]
+    rows = range(len(ids)) if probe_ids is None else [ids.index(p) if p in ids else -1 for p in probe_ids]
+    scale = max(1, size // max(samples.shape[2:]))
+    return ["" if r < 0 else "data:image/png;base64," +
+            base64.b64encode(png_bytes(images_to_grid(samples[r][None], pad=0), scale)).decode() for r in rows]
 
 
 def projection_track(run: Run, meta: dict[str, Any], probe_id: str, decimals: int = 3) -> dict[str, Any]:

@@ -188,7 +188,9 @@ async function showProjection() {
   const p = await api(`/api/runs/${state.run}/projection/${step}`);
   const plot = document.getElementById("projection-plot");
   await evolensDrawProjection(plot, meta, meta.reference, p, state.track);
-  const run = state.run;  // click a probe: its trajectory over every snapshot of the map
+  const run = state.run;  // hover a probe: its sample; click it: its trajectory over every snapshot of the map
+  if (state.summary && state.summary.samples_kind === "images")
+    evolensHoverThumbnails(plot, id => `/api/runs/${run}/samples/${step}/probe.png?probe=${encodeURIComponent(id)}`);
   evolensFollowProbeOnClick(plot, id => api(`/api/runs/${run}/projection/track?probe=${encodeURIComponent(id)}`),
                             track => { state.track = track; showProjection(); });
   state.renders.projection = {step, ms: performance.now() - t0, points: p.x.length};

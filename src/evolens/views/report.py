@@ -29,6 +29,7 @@ from .data import (
     class_heatmap,
     memorisation_gallery,
     metric_panels,
+    probe_thumbnails,
     png_bytes,
     projection_meta,
     run_summary,
@@ -41,6 +42,7 @@ __all__ = ["build_report", "write_report"]
 
 MAX_GRID_SNAPSHOTS = 60
 MAX_REPORT_POINTS = 2000  # per snapshot in the map; the dashboard serves up to 5,000
+MAX_THUMBNAILS_PER_FRAME = 200  # probes per map frame that get a hover thumbnail in the report
 
 
 def _esc(value: Any) -> str:
@@ -253,6 +255,12 @@ def _projection_html(runs: list[Run]) -> str:
         data = {"bounds": meta["bounds"], "steps": steps,
                 "reference": projection_points(run, meta, None, max_points=MAX_REPORT_POINTS),
                 "frames": {str(s): projection_points(run, meta, s, max_points=MAX_REPORT_POINTS) for s in steps}}
+        for s in steps:  # hover thumbnails of the probes drawn in each frame (images only)
+            frame = data["frames"][str(s)]
+            if frame["ids"] and len(frame["ids"]) <= MAX_THUMBNAILS_PER_FRAME:
+                frame["thumbs"] = _damaged_or(lambda s=s, ids=frame["ids"]: probe_thumbnails(run, s, ids, size=56))
+                if isinstance(frame["thumbs"], StoreIntegrityError):
+                    frame["thumbs"] = None
         scores = ", ".join(f"{k} {v:.3f}" for k, v in meta.get("scores", {}).items())
         parts.append(f"""
 <h3 style="font-size:14px">{_esc(run.name)} <span class="muted">({_esc(meta['layout'])} layout, {_esc(meta['encoder_id'])}
@@ -264,9 +272,11 @@ style="width:60%"></label> <span id="projection-step-{r}">step {steps[0]}</span>
 <script>(function(){{const d={script_json(data, separators=(",", ":"))};const div="projection-{r}";
 const slider=document.getElementById("projection-slider-{r}"),label=document.getElementById("projection-step-{r}");
 let track=null;
+function thumb(id){{const f=d.frames[String(d.steps[+slider.value])];const i=f.ids?f.ids.indexOf(id):-1;
+return i>=0&&f.thumbs?f.thumbs[i]:null;}}
 function show(){{const s=d.steps[+slider.value];label.textContent="step "+s;
-evolensDrawProjection(div,d,d.reference,d.frames[String(s)],track).then(()=>evolensFollowProbeOnClick(document.getElementById(div),
-id=>evolensTrackFromFrames(d,id),t=>{{track=t;show();}}));}}
+evolensDrawProjection(div,d,d.reference,d.frames[String(s)],track).then(()=>{{const el=document.getElementById(div);
+evolensFollowProbeOnClick(el,id=>evolensTrackFromFrames(d,id),t=>{{track=t;show();}});evolensHoverThumbnails(el,thumb);}});}}
 slider.addEventListener("input",show);let timer=null;const play=document.getElementById("projection-play-{r}");
 play.addEventListener("click",function(){{if(timer){{clearInterval(timer);timer=null;play.textContent="play";return;}}
 play.textContent="pause";timer=setInterval(function(){{slider.value=(+slider.value+1)%d.steps.length;show();}},500);}});

@@ -10,6 +10,7 @@ JSON API (all read-only; unknown runs, steps and files answer 404, never a file 
 - ``GET /api/runs/{run}/memorisation[?step=S]`` — each sample beside its nearest training images (the gallery)
 - ``GET /api/runs/{run}/steps`` — snapshot steps
 - ``GET /api/runs/{run}/samples/{step}.png`` — the sample grid of a snapshot (image samples)
+- ``GET /api/runs/{run}/samples/{step}/probe.png?probe=ID`` — one probe's sample (the map's hover thumbnail)
 - ``GET /api/runs/{run}/points/{step}`` — low-dimensional samples of a snapshot
 - ``GET /api/runs/{run}/projection`` — the stored map's steps, bounds, scores and reference points
 - ``GET /api/runs/{run}/projection/{step}`` — the map's points of one snapshot (≤ 5,000, 3 decimals)
@@ -202,6 +203,15 @@ def create_app(run_dir: str | os.PathLike, *, allowed_hosts: Iterable[str] = ())
     def steps(run_id: str) -> list[int]:
         with opened(run_id) as run:
             return [int(s) for s in run.steps()]
+
+    @app.get("/api/runs/{run_id}/samples/{step}/probe.png")
+    def probe_png(run_id: str, step: int, probe: str = Query(..., description="a probe id")) -> Response:
+        with opened(run_id) as run:
+            thumbs = views.probe_thumbnails(run, step, [probe])
+            if not thumbs or not thumbs[0]:
+                raise HTTPException(404, f"no image sample of probe {probe!r} at step {step} in run {run_id!r}")
+            return Response(base64.b64decode(thumbs[0].split(",", 1)[1]), media_type="image/png",
+                            headers={"Cache-Control": "public, max-age=3600"})
 
     @app.get("/api/runs/{run_id}/samples/{step}.png")
     def samples_png(run_id: str, step: int, max_images: int = Query(100, ge=1, le=1024)) -> Response:
