@@ -123,16 +123,26 @@ def test_killing_the_worker_at_random_moments_analyses_every_snapshot_once(tmp_p
     run_dir = _finished_run(tmp_path, n_steps=n)
     live = Live(encoder="pixels", analyses=("quality", "proximity"), metrics=("fid", "kid", "vendi"))
     moments = random.Random(0)
+
+    def analysed() -> int:
+        with evolens.open_run(run_dir) as run:
+            return len(run.analysed_steps("live", live.context()))
+
     kills, progress = 0, []
-    while kills < 20:
+    while kills < 20 and (not progress or progress[-1] < n):
+        before = analysed()
         process = start_worker(run_dir, live)
-        time.sleep(moments.uniform(0.5, 2.5))  # the worker spends ~1.5 s importing, then analyses
+        # kill only once the worker is at work (its imports take 1.5 s on an idle machine, much longer on a
+        # loaded one), at a random moment after that
+        deadline = time.monotonic() + 120
+        while process.poll() is None and analysed() <= before and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(moments.uniform(0.0, 0.6))
         if process.poll() is None:
             process.send_signal(signal.SIGKILL)
             kills += 1
         process.wait(timeout=60)
-        with evolens.open_run(run_dir) as run:
-            progress.append(len(run.analysed_steps("live", live.context())))
+        progress.append(analysed())
     # the kills landed while there was work: the worker's progress was cut at several different points
     assert progress[0] < n and len({p for p in progress if 0 < p < n}) >= 3, progress
     LiveWorker(run_dir, live).run(timeout=300)
