@@ -147,8 +147,12 @@ def verify_file(path: Path, digest: str) -> str | None:
 
 
 def _intact(path: Path, digest: str) -> bool:
-    """Whether an existing file holds the content named ``digest`` (read once per process)."""
-    stat = path.stat()
+    """Whether an existing file holds the content named ``digest`` (read once per process); False when it has
+    gone since it was seen (``evolens gc`` removing an orphan): the caller then writes it."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return False
     key = (str(path), stat.st_size, stat.st_mtime_ns)
     if key in _verified:
         return True
