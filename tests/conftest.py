@@ -92,7 +92,9 @@ def make_view_run(root: Path, name: str = "demo-like", steps: int = 6, seed: int
         clean = np.stack([per_class[int(c)][i % len(per_class[int(c)])] for i, c in enumerate(y)])
         noise = np.random.default_rng(1).random(clean.shape).astype(np.float32)
         t = state["t"]
-        return {"samples": torch.from_numpy(((1 - t) * noise + t * clean).astype(np.float32)), "labels": p.labels}
+        # a per-sample attribute logged with the samples (the map can be coloured by it)
+        return {"samples": torch.from_numpy(((1 - t) * noise + t * clean).astype(np.float32)), "labels": p.labels,
+                "stroke": torch.from_numpy((y % 3).astype(np.int64))}
 
     run_dir = root / name
     with Monitor(run_dir, sample_fn, every=1, probes=probes, name=name, config={"lr": 1e-3, "model": "toy"}) as monitor:

@@ -148,3 +148,9 @@ def test_analyze_attributes_with_a_classifier(digit_run):
     assert "attr/target_success" in result[2]
     again = analyses.attributes(digit_run, classifier=ByBrightness(), majority=1, minority=0)
     assert again.computed == [] and again.values == found.values
+    # each sample's attribute is kept, so the map can be coloured by it
+    from evolens.views.data import sample_attributes
+
+    for step in (0, 2):
+        stored = sample_attributes(run, step)["ByBrightness attribute"]
+        assert stored.tolist() == ByBrightness().classify(run.samples(step)).tolist()

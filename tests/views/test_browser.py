@@ -113,7 +113,10 @@ def _click_probe(page, div: str) -> str:
               ya = gd._fullLayout.yaxis, box = gd.getBoundingClientRect();
         return {{x: box.left + xa._offset + xa.l2p(t.x[0]), y: box.top + ya._offset + ya.l2p(t.y[0]),
                  id: t.customdata[0]}}; }}""")
-    page.mouse.move(where["x"], where["y"])
+    page.mouse.move(where["x"], where["y"], steps=5)
+    # plotly clicks the point its hover holds: wait until the hover has moved onto the probe
+    page.wait_for_function(f"""() => {{ const h = document.getElementById('{div}')._hoverdata;
+        return h && h.length && h[0].customdata === {json.dumps(where["id"])}; }}""", timeout=10_000)
     page.mouse.click(where["x"], where["y"])
     return where["id"]
 
@@ -126,6 +129,36 @@ def _hover_probe(page, div: str) -> None:
         return {{x: box.left + xa._offset + xa.l2p(t.x[0]), y: box.top + ya._offset + ya.l2p(t.y[0])}}; }}""")
     page.mouse.move(where["x"] + 30, where["y"] + 30)
     page.mouse.move(where["x"], where["y"], steps=5)
+
+
+def _hover_reference(page, div: str) -> None:
+    """Move the mouse onto the map's reference point (trace 0) farthest from every probe point, so the hover
+    cannot land on a probe instead."""
+    where = page.evaluate(f"""() => {{
+        const gd = document.getElementById('{div}'), xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis,
+              box = gd.getBoundingClientRect();
+        const px = (t, i) => [box.left + xa._offset + xa.l2p(t.x[i]), box.top + ya._offset + ya.l2p(t.y[i])];
+        const ref = gd._fullData[0], probes = gd._fullData.slice(1).flatMap(t => Array.from(t.x, (_, i) => px(t, i)));
+        let best = null, bestGap = -1;
+        for (let i = 0; i < ref.x.length; i++) {{
+            const [x, y] = px(ref, i), others = Array.from(ref.x, (_, j) => px(ref, j)).filter((_, j) => j !== i);
+            const gap = Math.min(...probes.concat(others).map(([a, b]) => Math.hypot(a - x, b - y)));
+            if (gap > bestGap) {{ bestGap = gap; best = {{x, y}}; }}
+        }}
+        return best; }}""")
+    page.mouse.move(where["x"] + 30, where["y"] + 30)
+    page.mouse.move(where["x"], where["y"], steps=5)
+
+
+def _thumbnail_shown(page, src_part: str) -> None:
+    page.wait_for_function("(part) => { const t = document.querySelector('.map-thumb'); return t && "
+                           "t.style.display === 'block' && t.src.includes(part) && t.complete && t.naturalWidth > 0; }",
+                           arg=src_part, timeout=10_000)
+
+
+def _requests_in_flight_at_most_one(page) -> None:
+    most = page.evaluate("() => Object.fromEntries(Object.entries(window.__evolens.requests).map(([k, v]) => [k, v.max]))")
+    assert most and max(most.values()) == 1, most
 
 
 def _trajectory(page, div: str) -> dict | None:
@@ -198,10 +231,27 @@ def test_dashboard_renders_and_the_projection_slider_changes_the_map(browser, vi
     p.page.wait_for_function("() => { const t = document.querySelector('.map-thumb');"
                              " return t && t.style.display === 'block' && t.complete && t.naturalWidth > 0; }",
                              timeout=10_000)
+    # hover a reference point: its training image (from the map's description of its reference subsample)
+    _hover_reference(p.page, "projection-plot")
+    _thumbnail_shown(p.page, "projection/reference.png?point=")
     probe = _click_probe(p.page, "projection-plot")  # the dashboard fetches the probe's track from the API
     p.page.wait_for_function("() => document.getElementById('projection-plot')._fullData"
                              ".some(t => t.name.startsWith('trajectory of probe'))", timeout=10_000)
     assert _trajectory(p.page, "projection-plot") == {"name": f"trajectory of probe {probe}", "n": 6}
+    # colour by: class, the logged per-sample attribute, or the snapshot trail
+    options = p.page.eval_on_selector_all("#projection-colour option", "os => os.map(o => o.value)")
+    assert options == ["class", "attribute:stroke", "snapshot"], options
+    p.page.select_option("#projection-colour", "attribute:stroke")
+    p.page.wait_for_function("() => window.__evolens.renders.projection.colour === 'attribute:stroke'")
+    names = p.page.evaluate("() => document.getElementById('projection-plot')._fullData.map(t => t.name)")
+    assert [n for n in names if n.startswith("stroke")] == ["stroke 0", "stroke 1", "stroke 2"], names
+    p.page.locator("#projection-slider").fill("5")
+    p.page.select_option("#projection-colour", "snapshot")
+    p.page.wait_for_function("() => window.__evolens.renders.projection.colour === 'snapshot'"
+                             " && window.__evolens.renders.projection.step === 5")
+    names = p.page.evaluate("() => document.getElementById('projection-plot')._fullData.map(t => t.name)")
+    assert [n for n in names if n.startswith("step ")] == [f"step {s}" for s in range(6)], names
+    p.shot("dashboard-map-colour.png")
     src = p.page.get_attribute("#grid", "src")
     p.page.locator("#samples-slider").fill("1")
     p.page.wait_for_function(f"() => document.getElementById('grid').src !== {json.dumps(src)}")
@@ -210,6 +260,7 @@ def test_dashboard_renders_and_the_projection_slider_changes_the_map(browser, vi
     p.page.select_option("#run-select", "group~other")
     p.page.wait_for_function("() => document.getElementById('n-snapshots') && document.getElementById('n-snapshots').textContent === '4'")
     p.shot("dashboard.png")
+    _requests_in_flight_at_most_one(p.page)
     assert p.errors == [], p.errors
     assert p.outside == [], p.outside
 
@@ -339,6 +390,9 @@ def test_dashboard_with_100_snapshots_of_5000_points(browser, serve, tmp_path):
     # in-page clocks (ms since navigation start): when the page script started (plotly.js parsed) and when the
     # first map was drawn
     marks = p.page.evaluate("() => ({script_start_ms: Math.round(window.__evolens.t0),"
+                            " plotly_ready_ms: Math.round(window.__evolens.renders.plotly || 0),"
+                            " first_frame_ms: Math.round(window.__evolens.renders.firstFrame),"
+                            " map_preview_ms: Math.round(window.__evolens.renders.preview || 0),"
                             " first_map_ms: Math.round(window.__evolens.renders.first)})")
     timings = {"first_render_s": round(first_render_s, 3), **marks, "slider_ms": slider_ms, "payload_bytes": payload}
     (ARTIFACTS / "timings.json").write_text(json.dumps(timings, indent=2))
@@ -443,3 +497,41 @@ def test_memorisation_gallery_in_the_report_and_the_dashboard(browser, view_root
     d.shot("dashboard-memorisation.png")
     assert p.errors == [] and d.errors == [], (p.errors, d.errors)
     assert p.outside == [] and d.outside == []
+
+
+def test_dashboard_overlays_a_run_group_in_the_same_panels(browser, serve, tmp_path):
+    """Two runs side by side in one folder (split A/B): the group button overlays them — one curve per run in
+    each metric panel, one class heatmap per run — and the page never has two requests of a kind in flight."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from conftest import make_view_run
+
+    make_view_run(tmp_path / "biased", "split-a", steps=4, seed=0)
+    make_view_run(tmp_path / "biased", "split-b", steps=4, seed=1)
+    url = serve(tmp_path)
+    p = Page(browser, (url,))
+    p.page.goto(url + "/?run=biased~split-a")
+    p.page.wait_for_selector('.metric-plot[data-title^="quality/fid"] .main-svg')
+    p.page.click("#compare summary")
+    p.page.click("text=overlay biased (2 runs)")
+    p.page.wait_for_function("""() => { const d = document.querySelector('.metric-plot[data-title^="quality/fid"]');
+                                        return d && d._fullData && d._fullData.length === 2; }""", timeout=20_000)
+    curves = p.page.evaluate("""() => document.querySelector('.metric-plot[data-title^="quality/fid"]')._fullData
+                                .map(t => ({name: t.name, n: t.x.length, color: t.line.color}))""")
+    assert [c["name"] for c in curves] == ["biased/split-a", "biased/split-b"], curves
+    assert all(c["n"] == 4 for c in curves) and curves[0]["color"] != curves[1]["color"], curves
+    heatmaps = p.page.eval_on_selector_all(".metric-heatmap", "ds => ds.map(d => d.dataset.title)")
+    assert len(heatmaps) == 2 and heatmaps[0].endswith("biased/split-a") and heatmaps[1].endswith("biased/split-b"), heatmaps
+    p.page.wait_for_function("() => document.getElementById('status').textContent.includes('2 runs overlaid')")
+    # the two series are the runs' own (read back from the API, not one run drawn twice)
+    for c, run in zip(curves, ("biased~split-a", "biased~split-b")):
+        served = p.page.evaluate(f"async () => await (await fetch('/api/runs/{run}/scalars')).json()")
+        fid = next(v for k, v in served.items() if k.startswith("quality/fid@") and "class=" not in k)
+        ys = p.page.evaluate(f"""() => Array.from(document.querySelector('.metric-plot[data-title^="quality/fid"]')
+                                 ._fullData.find(t => t.name === '{run.replace("~", "/")}').y)""")
+        assert ys == pytest.approx(fid["values"]), (run, ys, fid["values"])
+    p.shot("dashboard-overlay.png")
+    _requests_in_flight_at_most_one(p.page)
+    assert p.errors == [], p.errors
+    assert p.outside == [], p.outside

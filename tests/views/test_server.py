@@ -257,3 +257,48 @@ def test_a_probe_thumbnail(client):
     answer = client.get("/api/runs/demo-like/samples/2/probe.png", params={"probe": frame["ids"][0]})
     assert answer.status_code == 200 and answer.content[:8] == b"\x89PNG\r\n\x1a\n"
     assert client.get("/api/runs/demo-like/samples/2/probe.png", params={"probe": "nope"}).status_code == 404
+
+
+def test_incremental_reads_return_exactly_what_is_new(client, view_run):
+    """``since`` cursors: the page appends what each answer adds to what it has and gets the full answer."""
+    summary = client.get("/api/runs/demo-like").json()
+    cursor = summary["cursor"]
+    assert cursor["step"] == summary["last_step"] == 5 and cursor["session"] is not None
+    full = client.get("/api/runs/demo-like/scalars").json()
+    assert cursor["scalars"] == {name: s["steps"][-1] for name, s in full.items()}
+    for since in (-1, 0, 2, 5):
+        part = client.get(f"/api/runs/demo-like/scalars?since={since}").json()
+        expected = {n: {"steps": [t for t in s["steps"] if t > since],
+                        "values": [v for t, v in zip(s["steps"], s["values"]) if t > since]} for n, s in full.items()}
+        assert part == {n: s for n, s in expected.items() if s["steps"]}
+    events = client.get("/api/runs/demo-like/events").json()
+    assert cursor["event"] == events[-1]["id"]
+    assert client.get(f"/api/runs/demo-like/events?since={events[1]['id']}").json() == events[2:]
+    assert client.get("/api/runs/demo-like/steps?since=3").json() == [4, 5]
+    assert client.get("/api/runs/demo-like/steps?since=x").status_code == 422
+    runs = {r["id"]: r for r in client.get("/api/runs").json()}
+    assert runs["demo-like"]["group"] == "." and runs["group~other"]["group"] == "group"
+
+
+def test_map_frames_carry_attributes_and_reference_points_their_images(client, view_run):
+    from evolens.analyses.projection import reference_subsample
+    from evolens.views.grid import images_to_grid, png_bytes
+    from evolens.views.data import samples_as_images
+
+    frame = client.get("/api/runs/demo-like/projection/2").json()
+    with open_run(view_run) as run:
+        stroke = run.array(2, "stroke")
+        reference = run.reference("train")
+    assert frame["attributes"] == {"stroke": stroke.tolist()}  # the per-sample attribute logged with the samples
+    meta = client.get("/api/runs/demo-like/projection").json()
+    assert (meta["reference_name"], meta["max_reference"], meta["seed"]) == ("train", 120, 0)
+    # the image behind reference point 7 is the item the map's subsample drew, upscaled like the probe thumbnails
+    item = int(reference_subsample(300, 120, 0)[7])
+    answer = client.get("/api/runs/demo-like/projection/reference.png?point=7")
+    assert answer.status_code == 200 and answer.headers["content-type"] == "image/png"
+    image = samples_as_images(reference.images[item:item + 1])
+    assert answer.content == png_bytes(images_to_grid(image, pad=0), 84 // 8)
+    # the subsample is the one the map was fitted with: its labels are the stored reference labels
+    assert meta["reference"]["labels"] == reference.labels[reference_subsample(300, 120, 0)].tolist()
+    assert client.get("/api/runs/demo-like/projection/reference.png?point=120").status_code == 404
+    assert client.get("/api/runs/demo-like/projection/reference.png?point=-1").status_code == 422

@@ -15,6 +15,7 @@ import numpy as np
 
 from .. import names as N
 from ..metrics import attributes as A
+from ..store.derived import ATTRIBUTE_LABELS
 from ..store.run import Run, opened
 from ._base import AnalysisResult, check_reference_name, choose_steps, per_snapshot
 
@@ -64,6 +65,8 @@ def attributes(
                     result.skipped[f"step={step}"] = "non-finite samples"
                     return {}
                 predicted = A.labels_from_classifier(run.samples(step), classifier)
+                # kept per sample, so the map can be coloured by attribute (first write wins: idempotent)
+                run.add_derived(ATTRIBUTE_LABELS, predicted.astype(np.int64), encoder_id=cid, source=cid, step=step)
                 n_values = int(max(predicted.max(), ref_attrs.max() if ref_attrs is not None else 0)) + 1
                 values = {name(f"{N.SHARE}/value={v}"): float(share)
                           for v, share in enumerate(A.attribute_distribution(predicted, n_values))}

@@ -65,6 +65,23 @@ def projection_coords(run: Run, meta: dict[str, Any], step: int | None) -> np.nd
     return run.derived(kind, encoder_id=meta["encoder_id"], source=meta["projection_id"], step=step)
 
 
+def reference_subsample(n_reference: int, max_reference: int, seed: int) -> np.ndarray:
+    """Which reference items (sorted indices, at most ``max_reference`` of ``n_reference``) a map draws: the same
+    for the same arguments, so a view finds the image behind a reference point from the map's description."""
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(n_reference, min(max_reference, n_reference), replace=False))
+
+
+def projection_reference_items(run: Run, reference: str | None, max_reference: int | None,
+                               seed: int | None) -> np.ndarray | None:
+    """Indices into the reference set ``reference`` of a map's reference points (in their order), from the map's
+    description (its ``reference``, ``max_reference`` and ``seed``); None when the map has none or the
+    description lacks them (maps stored by evolens 0.1)."""
+    if reference is None or max_reference is None or seed is None or reference not in run.reference_names():
+        return None
+    return reference_subsample(run.reference_sizes()[reference], int(max_reference), int(seed))
+
+
 def projection_reference_labels(run: Run, meta: dict[str, Any]) -> np.ndarray | None:
     """Labels of the reference points of the map ``meta`` (None when the reference has no labels)."""
     return run.derived(PROJECTION_REFERENCE_LABELS, encoder_id=meta["encoder_id"], source=meta["projection_id"])
@@ -112,8 +129,7 @@ def projection(
         ref_features = ref_labels = None
         if reference is not None:
             all_features = embedded.references[reference]
-            rng = np.random.default_rng(seed)
-            index = np.sort(rng.choice(all_features.shape[0], min(max_reference, all_features.shape[0]), replace=False))
+            index = reference_subsample(all_features.shape[0], max_reference, seed)
             ref_features = all_features[index]
             labels = run.reference(reference).labels
             ref_labels = labels[index] if labels is not None else None

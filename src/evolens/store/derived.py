@@ -18,6 +18,8 @@ kind                              array                                       so
 ``nearest-train``                 (n, k) distances (params ``part: distance``)  reference images hash         step
                                   or indices (``part: index``) of each
                                   sample's k nearest reference items
+``attribute-labels``              (n,) int64 attribute of each sample, as     classifier id                   step
+                                  the attribute classifier labelled it
 ================================  ==========================================  ==============================  ======
 
 Per-class reference quantities carry ``{"class": c}`` in their parameters.
@@ -36,9 +38,10 @@ PROJECTION_REFERENCE_COORDS = "projection-reference-coords"
 PROJECTION_REFERENCE_LABELS = "projection-reference-labels"
 PROJECTION_MODEL = "projection-model"
 NEAREST_TRAIN = "nearest-train"
+ATTRIBUTE_LABELS = "attribute-labels"
 
 DERIVED_KINDS = (FEATURES, FID_STATISTICS, PRDC_RADII, CMMD_REFERENCE_TERM, PROJECTION_COORDS, PROJECTION_REFERENCE_COORDS,
-                 PROJECTION_REFERENCE_LABELS, PROJECTION_MODEL, NEAREST_TRAIN)
+                 PROJECTION_REFERENCE_LABELS, PROJECTION_MODEL, NEAREST_TRAIN, ATTRIBUTE_LABELS)
 
 
 def check_kind(kind: object) -> str:

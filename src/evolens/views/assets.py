@@ -45,6 +45,8 @@ table.config th{font-weight:normal;color:#555;white-space:nowrap}table.config co
 .gallery figure{margin:0;text-align:center}.gallery img{image-rendering:pixelated;border:1px solid #ddd}
 .gallery figcaption{font-size:10px;color:#555;max-width:90px;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}
 .gallery-sample img{border:2px solid #1f2937}
+#compare{color:#e5e7eb;font-size:13px}#compare summary{cursor:pointer}
+#compare-list label{margin-right:12px;white-space:nowrap}.group-button{margin:4px 8px 4px 0;font-size:12px}
 .map-thumb{position:absolute;z-index:10;pointer-events:none;image-rendering:pixelated;border:2px solid #1f2937;
 background:#fff;box-shadow:0 2px 8px rgba(0,0,0,.3)}
 """
@@ -54,24 +56,87 @@ for _kind, _colour in EVENT_COLORS.items():
 PROJECTION_JS = r"""
 // one fixed colour per class label (cycled), so a class keeps its colour across snapshots
 const PALETTE = __PALETTE__;
-function evolensDrawProjection(div, meta, ref, p, track) {
-  // meta: {bounds: [x0, x1, y0, y1]}; ref and p: {x, y, labels, ids} as served by /api/.../projection;
-  // track (optional): {id, steps, x, y}, one probe's positions over the snapshots, drawn as a line
+// What a map can be coloured by, for a frame {labels, attributes}: "class" (when labelled), each attribute,
+// and "snapshot" (the last few snapshots, older ones fainter).
+function evolensColourChoices(p) {
+  const out = [];
+  if (p && p.labels) out.push(["class", "class"]);
+  for (const name of Object.keys((p && p.attributes) || {})) out.push(["attribute:" + name, name]);
+  out.push(["snapshot", "snapshot (trail)"]);
+  return out;
+}
+function evolensFillColourSelect(select, p) {
+  const choices = evolensColourChoices(p), current = select.value;
+  const key = JSON.stringify(choices);
+  if (select.dataset.choices !== key) {
+    select.textContent = "";
+    for (const [value, text] of choices) { const o = document.createElement("option"); o.value = value; o.textContent = text; select.appendChild(o); }
+    select.dataset.choices = key;
+  }
+  select.value = choices.some(([v]) => v === current) ? current : choices[0][0];
+  return select.value;
+}
+// a sequential colour for position t in [0, 1] (viridis, 5 stops)
+function evolensSequential(t) {
+  const stops = [[68,1,84],[59,82,139],[33,145,140],[94,201,98],[253,231,37]];
+  const x = Math.max(0, Math.min(1, t)) * (stops.length - 1), i = Math.min(stops.length - 2, Math.floor(x)), f = x - i;
+  const c = stops[i].map((v, k) => Math.round(v + f * (stops[i + 1][k] - v)));
+  return `rgb(${c[0]},${c[1]},${c[2]})`;
+}
+// A still picture of a map frame on a canvas, drawn while plotly.js (4.8 MB) is still being parsed — on a cold
+// browser cache that takes ~0.9 s, longer than everything else of the first render — and removed when the
+// interactive map replaces it. Same bounds, equal axis units, class colours as evolensDrawProjection.
+function evolensPreviewProjection(div, meta, ref, p) {
+  const canvas = document.createElement("canvas"), w = div.clientWidth || 600, h = 520, ratio = window.devicePixelRatio || 1;
+  canvas.width = w * ratio; canvas.height = h * ratio; canvas.style.width = w + "px"; canvas.style.height = h + "px";
+  canvas.className = "map-preview";
+  const [x0, x1, y0, y1] = meta.bounds, dx = (x1 - x0 || 1) * 1.1, dy = (y1 - y0 || 1) * 1.1;
+  const scale = Math.min((w - 20) / dx, (h - 20) / dy), cx = (x0 + x1) / 2, cy = (y0 + y1) / 2;
+  const ctx = canvas.getContext("2d");
+  ctx.scale(ratio, ratio);
+  const dot = (x, y, r) => { ctx.beginPath(); ctx.arc(w / 2 + (x - cx) * scale, h / 2 - (y - cy) * scale, r, 0, 6.2832); ctx.fill(); };
+  ctx.fillStyle = "rgba(150,150,150,0.35)";
+  if (ref && ref.x) ref.x.forEach((x, i) => dot(x, ref.y[i], 2));
+  p.x.forEach((x, i) => { const key = p.labels ? p.labels[i] : null;
+    ctx.fillStyle = key === null ? "#1f77b4" : PALETTE[((key % 10) + 10) % 10]; dot(x, p.y[i], 3); });
+  div.textContent = "";
+  div.appendChild(canvas);
+}
+
+function evolensDrawProjection(div, meta, ref, p, track, options) {
+  // meta: {bounds: [x0, x1, y0, y1]}; ref and p: {x, y, labels, ids, attributes} as served by /api/.../projection;
+  // track (optional): {id, steps, x, y}, one probe's positions over the snapshots, drawn as a line;
+  // options: {colour: "class" | "attribute:NAME" | "snapshot", trail: [earlier frames, oldest first]}
+  const opts = options || {}, colour = opts.colour || (p.labels ? "class" : "snapshot");
+  const preview = (typeof div === "string" ? document.getElementById(div) : div).querySelector("canvas.map-preview");
+  if (preview) preview.remove();
   const [x0, x1, y0, y1] = meta.bounds, padx = 0.05 * (x1 - x0 || 1), pady = 0.05 * (y1 - y0 || 1);
   const traces = [];
   if (ref && ref.x && ref.x.length) traces.push({x: ref.x, y: ref.y, mode: "markers", type: "scattergl",
-    name: "reference data", hoverinfo: "skip", marker: {size: 4, color: "rgba(150,150,150,0.35)"}});
-  // one trace per label (class), so the legend names the colours; a single trace when there are no labels
-  const groups = new Map();
-  p.x.forEach((_, i) => { const key = p.labels ? p.labels[i] : null;
-    if (!groups.has(key)) groups.set(key, []); groups.get(key).push(i); });
-  for (const key of [...groups.keys()].sort((a, b) => a - b)) {
-    const idx = groups.get(key);
-    traces.push({x: idx.map(i => p.x[i]), y: idx.map(i => p.y[i]), mode: "markers", type: "scattergl",
-      name: key === null ? "samples at step " + p.step : "label " + key,
-      marker: {size: 6, line: {width: 0.5, color: "white"}, color: key === null ? "#1f77b4" : PALETTE[((key % 10) + 10) % 10]},
-      text: idx.map(i => (p.ids ? "probe " + p.ids[i] : "sample " + i) + (key === null ? "" : ", label " + key)),
-      customdata: p.ids ? idx.map(i => p.ids[i]) : undefined, hoverinfo: "text"});
+    name: "reference data", marker: {size: 4, color: "rgba(150,150,150,0.35)"}, hoverinfo: "text",
+    text: ref.x.map((_, i) => "reference point " + i + (ref.labels ? ", label " + ref.labels[i] : "")),
+    customdata: ref.x.map((_, i) => "ref:" + i)});
+  // only the current frame's points carry their probe id (hover thumbnail and click follow the current step)
+  const probeTrace = (frame, idx, name, color, size, key, current = true) => ({x: idx.map(i => frame.x[i]), y: idx.map(i => frame.y[i]),
+    mode: "markers", type: "scattergl", name, marker: {size, line: {width: size > 4 ? 0.5 : 0, color: "white"}, color},
+    text: idx.map(i => (frame.ids ? "probe " + frame.ids[i] : "sample " + i) + " at step " + frame.step + (key === null ? "" : ", " + key)),
+    customdata: frame.ids && current ? idx.map(i => frame.ids[i]) : undefined, hoverinfo: "text"});
+  if (colour === "snapshot") {
+    // the trail: earlier snapshots small and in their time's colour, the current one on top
+    const frames = [...(opts.trail || []), p], n = frames.length;
+    frames.forEach((frame, k) => traces.push(probeTrace(frame, frame.x.map((_, i) => i), "step " + frame.step,
+      evolensSequential(n > 1 ? k / (n - 1) : 1), k === n - 1 ? 6 : 4, null, k === n - 1)));
+  } else {
+    // one trace per value of the class or attribute, so the legend names the colours
+    const attribute = colour.startsWith("attribute:") ? colour.slice(10) : null;
+    const values = attribute !== null ? (p.attributes || {})[attribute] : p.labels;
+    const what = attribute !== null ? attribute : "label";
+    const groups = new Map();
+    p.x.forEach((_, i) => { const key = values ? values[i] : null;
+      if (!groups.has(key)) groups.set(key, []); groups.get(key).push(i); });
+    for (const key of [...groups.keys()].sort((a, b) => a - b))
+      traces.push(probeTrace(p, groups.get(key), key === null ? "samples at step " + p.step : what + " " + key,
+        key === null ? "#1f77b4" : PALETTE[((key % 10) + 10) % 10], 6, key === null ? null : what + " " + key));
   }
   if (track && track.x.length) traces.push({x: track.x, y: track.y, mode: "lines+markers+text", type: "scatter",
     name: "trajectory of probe " + track.id, text: track.steps.map(s => String(s)), textposition: "top center",
@@ -80,7 +145,7 @@ function evolensDrawProjection(div, meta, ref, p, track) {
   return Plotly.react(div, traces, {height: 520, margin: {l: 10, r: 10, t: 10, b: 10},
     xaxis: {range: [x0 - padx, x1 + padx], showticklabels: false, zeroline: false},
     yaxis: {range: [y0 - pady, y1 + pady], showticklabels: false, zeroline: false, scaleanchor: "x"},
-    template: "plotly_white", showlegend: true, legend: {x: 0, y: 1}}, {displaylogo: false, responsive: true});
+    template: "plotly_white", showlegend: true, legend: {x: 0, y: 1}, uirevision: "map"}, {displaylogo: false, responsive: true});
 }
 
 // The memorisation gallery: each sample beside its nearest training images and their distances, closest first.
@@ -137,7 +202,7 @@ function evolensFollowProbeOnClick(div, load, redraw) {
   div.__evolensFollow = {load, redraw};
   div.on("plotly_click", async (event) => {
     const point = event.points && event.points[0];
-    if (!point || point.customdata === undefined) return;
+    if (!point || point.customdata === undefined || String(point.customdata).startsWith("ref:")) return;
     const {load, redraw} = div.__evolensFollow;
     redraw(await load(String(point.customdata)));
   });

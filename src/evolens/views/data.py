@@ -27,6 +27,8 @@ __all__ = [
     "projection_meta",
     "memorisation_gallery",
     "probe_thumbnails",
+    "reference_thumbnails",
+    "sample_attributes",
     "projection_points",
     "projection_track",
     "run_summary",
@@ -62,33 +64,43 @@ def samples_kind(sample_shape: tuple[int, ...]) -> str:
 
 
 def run_summary(run: Run) -> dict[str, Any]:
-    """Name, config, sessions, snapshot steps, scalar names, references and counts of one run (JSON-ready)."""
-    snapshots = run.snapshots()
-    steps = [s.step for s in snapshots]
-    events = run.events()
-    live_done = run.analysed_steps_any("live") & set(steps)
+    """Name, config, sessions, snapshot steps, scalar names, references and counts of one run (JSON-ready).
+
+    Read with aggregate queries only (no snapshot or event is loaded), so the dashboard's 2-second poll stays
+    cheap on long runs; ``cursor`` says what the run holds (a view fetches what changed since its last one).
+    """
+    snapshots = run.snapshot_overview()
+    events = run.event_overview()
+    live_done = run.count_analysed_snapshots("live")
     live_followed = layout.analysis_lock_path(run.path).exists()  # a worker has followed this run
+    sessions = run.sessions()
+    projection = events["projection"]
+    last_steps = run.scalar_last_steps()
     return {
         "name": run.name,
         "path": str(run.path),
         "created_at": run.created_at,
         "config": run.config,
         "config_rows": config_rows(run.config),
-        "sessions": len(run.sessions()),
-        "n_snapshots": len(steps),
-        "first_step": steps[0] if steps else None,
-        "last_step": steps[-1] if steps else None,
-        "n_nonfinite": int(sum(s.n_nonfinite for s in snapshots)),
-        "samples_kind": samples_kind(snapshots[0].sample_shape) if snapshots else None,
-        "scalar_names": run.scalar_names(),
+        "sessions": len(sessions),
+        "n_snapshots": snapshots["n"],
+        "first_step": snapshots["first_step"],
+        "last_step": snapshots["last_step"],
+        "n_nonfinite": snapshots["n_nonfinite"],
+        "samples_kind": samples_kind(snapshots["sample_shape"]) if snapshots["sample_shape"] is not None else None,
+        "scalar_names": list(last_steps),
         "references": [{"name": name, "n": n} for name, n in run.reference_sizes().items()],
-        "n_events": len(events),
-        "n_alerts": sum(e.level in ("alert", "warning") for e in events),
-        "has_projection": any(e.kind == "projection" for e in events),
-        "projection_steps": next((len(e.data.get("steps", [])) for e in reversed(events) if e.kind == "projection"),
-                                 0),
+        "n_events": events["n"],
+        "n_alerts": events["n_alerts"],
+        "has_projection": projection is not None,
+        "projection_steps": len(projection.get("steps", [])) if projection is not None else 0,
         # snapshots the live worker has not analysed yet (None when no live analysis ever ran on the run)
-        "analysis_lag": None if not live_done and not live_followed else len(steps) - len(live_done),
+        "analysis_lag": None if not live_done and not live_followed else snapshots["n"] - live_done,
+        # where an incremental view stands: the last snapshot step, the last event id, the newest session and
+        # each scalar series' last step (a view asks for ``since`` its own last step of the series that grew;
+        # a new session means re-read everything: a resume may log earlier steps again)
+        "cursor": {"step": snapshots["last_step"], "event": events["last_id"],
+                   "session": sessions[-1]["id"] if sessions else None, "scalars": last_steps},
     }
 
 
@@ -172,9 +184,11 @@ def class_heatmap(series: dict[str, dict[str, list]], classes: dict[str, str]) -
     return {"steps": steps, "classes": list(classes), "z": rows}
 
 
-def scalar_series(run: Run, names: list[str] | None = None, max_points: int = 2000) -> dict[str, dict[str, list]]:
+def scalar_series(run: Run, names: list[str] | None = None, max_points: int = 2000,
+                  since: int | None = None) -> dict[str, dict[str, list]]:
     """``{name: {"steps": [...], "values": [...]}}`` (non-finite values as None); long series are thinned to at
-    most ``max_points`` evenly spaced points (the last point always kept)."""
+    most ``max_points`` evenly spaced points (the last point always kept). With ``since``, only the points after
+    that step (a view appending to what it has; names without new points are left out)."""
     known = run.scalar_names()
     if names is None:
         names = known
@@ -183,7 +197,9 @@ def scalar_series(run: Run, names: list[str] | None = None, max_points: int = 20
         raise InputError(f"names: {unknown} are not scalars of run {run.name!r}; known: {known}")
     out = {}
     for name in names:
-        steps, values = run.scalars(name)
+        steps, values = run.scalars(name, since=since)
+        if since is not None and not len(steps):
+            continue
         if len(steps) > max_points:
             keep = np.unique(np.linspace(0, len(steps) - 1, max_points).round().astype(int))
             steps, values = steps[keep], values[keep]
@@ -191,10 +207,10 @@ def scalar_series(run: Run, names: list[str] | None = None, max_points: int = 20
     return out
 
 
-def event_list(run: Run) -> list[dict[str, Any]]:
-    """Every event of the run, oldest first (JSON-ready)."""
+def event_list(run: Run, since_id: int | None = None) -> list[dict[str, Any]]:
+    """Every event of the run (only those after event ``since_id`` when given), oldest first (JSON-ready)."""
     return [{"id": e.id, "step": e.step, "kind": e.kind, "level": e.level, "message": e.message,
-             "wall_time": e.wall_time} for e in run.events()]
+             "wall_time": e.wall_time} for e in run.events(since_id=since_id)]
 
 
 def samples_as_images(samples: np.ndarray) -> np.ndarray | None:
@@ -240,7 +256,9 @@ def projection_meta(run: Run) -> dict[str, Any] | None:
         return None
     data = stored[-1]
     meta = {"projection_id": data["projection_id"], "encoder_id": data["encoder_id"], "layout": data.get("layout"),
-            "steps": [int(s) for s in data["steps"]], "scores": data.get("scores", {})}
+            "steps": [int(s) for s in data["steps"]], "scores": data.get("scores", {}),
+            "reference_name": data.get("reference"), "max_reference": data.get("max_reference"),
+            "seed": data.get("seed")}
     bounds = data.get("bounds") or _BOUNDS_CACHE.get((str(run.path), meta["projection_id"]))
     if bounds is None:  # older projections: computed from every stored frame, once per process (they never change)
         parts = [projection_coords(run, meta, s) for s in meta["steps"]] + [projection_coords(run, meta, None)]
@@ -347,7 +365,7 @@ def projection_points(run: Run, meta: dict[str, Any], step: int | None, max_poin
         coords = projection_coords(run, meta, step)
         labels, ids = run.labels(step), run.probe_ids(step)
     if coords is None:
-        return {"step": step, "x": [], "y": [], "labels": None, "ids": None}
+        return {"step": step, "x": [], "y": [], "labels": None, "ids": None, "attributes": {}}
     coords = coords[:max_points]
     return {
         "step": step,
@@ -355,4 +373,57 @@ def projection_points(run: Run, meta: dict[str, Any], step: int | None, max_poin
         "y": np.round(coords[:, 1].astype(np.float64), decimals).tolist(),
         "labels": None if labels is None else np.asarray(labels).reshape(-1)[: len(coords)].astype(int).tolist(),
         "ids": None if ids is None else [str(i) for i in np.asarray(ids)[: len(coords)].tolist()],
+        "attributes": {} if step is None else {name: values[: len(coords)].tolist()
+                                               for name, values in sample_attributes(run, step).items()},
     }
+
+
+# arrays of a snapshot that are not attributes of its samples
+_NOT_ATTRIBUTES = frozenset({"samples", "probe_ids", "labels", "latents", "noise", "targets_onehot"})
+MAX_ATTRIBUTE_VALUES = 64  # an integer array with more distinct values is an index or an id, not a colour
+
+
+def sample_attributes(run: Run, step: int) -> dict[str, np.ndarray]:
+    """Integer attributes of each sample of snapshot ``step`` that a map can be coloured by: every (n,) integer
+    array logged with the snapshot (besides samples, ids, labels, latents) with at most ``MAX_ATTRIBUTE_VALUES``
+    distinct values, and each attribute classifier's labels (derived ``attribute-labels``, named
+    ``"<classifier> attribute"``). ``{name: (n,) int64}``."""
+    from ..store.derived import ATTRIBUTE_LABELS
+
+    out: dict[str, np.ndarray] = {}
+    for name in sorted(run.snapshot(step).arrays):
+        if name in _NOT_ATTRIBUTES:
+            continue
+        values = run.array(step, name)
+        if values.ndim == 1 and (np.issubdtype(values.dtype, np.integer) or values.dtype == bool) \
+                and len(np.unique(values)) <= MAX_ATTRIBUTE_VALUES:
+            out[name] = values.astype(np.int64)
+    for classifier, source, at in run.derived_keys(ATTRIBUTE_LABELS):
+        if at == step:
+            labels = run.derived(ATTRIBUTE_LABELS, encoder_id=classifier, source=source, step=step)
+            if labels is not None:
+                out[f"{classifier} attribute"] = np.asarray(labels, dtype=np.int64)
+    return out
+
+
+def reference_thumbnails(run: Run, meta: dict[str, Any], positions: list[int] | None = None, *,
+                         size: int = 84) -> list[str] | None:
+    """PNG data URIs of the reference items behind the map's reference points at ``positions`` (indices into
+    the map's reference points; default: all), upscaled to about ``size`` pixels — the map's hover images for
+    reference points. None when the map's reference items cannot be found or are not images; a position out
+    of range gets an empty string."""
+    import base64
+
+    from ..analyses.projection import projection_reference_items
+
+    items = projection_reference_items(run, meta.get("reference_name"), meta.get("max_reference"), meta.get("seed"))
+    if items is None:
+        return None
+    images = samples_as_images(run.reference(meta["reference_name"]).images)
+    if images is None:
+        return None
+    positions = list(range(len(items))) if positions is None else positions
+    scale = max(1, size // max(images.shape[2:]))
+    return ["" if not 0 <= p < len(items) else "data:image/png;base64," +
+            base64.b64encode(png_bytes(images_to_grid(images[items[p]][None], pad=0), scale)).decode()
+            for p in positions]

@@ -30,6 +30,7 @@ from .data import (
     memorisation_gallery,
     metric_panels,
     probe_thumbnails,
+    reference_thumbnails,
     png_bytes,
     projection_meta,
     run_summary,
@@ -43,6 +44,8 @@ __all__ = ["build_report", "write_report"]
 MAX_GRID_SNAPSHOTS = 60
 MAX_REPORT_POINTS = 2000  # per snapshot in the map; the dashboard serves up to 5,000
 MAX_THUMBNAILS_PER_FRAME = 200  # probes per map frame that get a hover thumbnail in the report
+MAX_REFERENCE_THUMBNAILS = 300  # reference points of a map whose images the report embeds for hovering
+TRAIL_SNAPSHOTS = 5  # earlier snapshots drawn when the map is coloured by snapshot
 
 
 def _esc(value: Any) -> str:
@@ -261,23 +264,28 @@ def _projection_html(runs: list[Run]) -> str:
                 frame["thumbs"] = _damaged_or(lambda s=s, ids=frame["ids"]: probe_thumbnails(run, s, ids, size=56))
                 if isinstance(frame["thumbs"], StoreIntegrityError):
                     frame["thumbs"] = None
+        if 0 < len(data["reference"]["x"]) <= MAX_REFERENCE_THUMBNAILS:  # hover a reference point: its image
+            thumbs = _damaged_or(lambda: reference_thumbnails(run, meta, size=56))
+            data["ref_thumbs"] = None if isinstance(thumbs, StoreIntegrityError) else thumbs
         scores = ", ".join(f"{k} {v:.3f}" for k, v in meta.get("scores", {}).items())
         parts.append(f"""
 <h3 style="font-size:14px">{_esc(run.name)} <span class="muted">({_esc(meta['layout'])} layout, {_esc(meta['encoder_id'])}
 features{'; ' + _esc(scores) if scores else ''})</span></h3>
 <div><label>snapshot <input type="range" id="projection-slider-{r}" min="0" max="{len(steps) - 1}" value="0"
 style="width:60%"></label> <span id="projection-step-{r}">step {steps[0]}</span>
-<button id="projection-play-{r}">play</button></div>
+<button id="projection-play-{r}">play</button> <label>colour by <select id="projection-colour-{r}"></select></label></div>
 <div id="projection-{r}" class="projection-plot" style="height:520px"></div>
 <script>(function(){{const d={script_json(data, separators=(",", ":"))};const div="projection-{r}";
 const slider=document.getElementById("projection-slider-{r}"),label=document.getElementById("projection-step-{r}");
-let track=null;
-function thumb(id){{const f=d.frames[String(d.steps[+slider.value])];const i=f.ids?f.ids.indexOf(id):-1;
+let track=null;const colour=document.getElementById("projection-colour-{r}");
+function thumb(id){{if(id.startsWith("ref:"))return d.ref_thumbs?d.ref_thumbs[+id.slice(4)]||null:null;
+const f=d.frames[String(d.steps[+slider.value])];const i=f.ids?f.ids.indexOf(id):-1;
 return i>=0&&f.thumbs?f.thumbs[i]:null;}}
-function show(){{const s=d.steps[+slider.value];label.textContent="step "+s;
-evolensDrawProjection(div,d,d.reference,d.frames[String(s)],track).then(()=>{{const el=document.getElementById(div);
+function show(){{const k=+slider.value,s=d.steps[k],f=d.frames[String(s)];label.textContent="step "+s;
+const by=evolensFillColourSelect(colour,f);const trail=d.steps.slice(Math.max(0,k-{TRAIL_SNAPSHOTS}),k).map(t=>d.frames[String(t)]);
+evolensDrawProjection(div,d,d.reference,f,track,{{colour:by,trail}}).then(()=>{{const el=document.getElementById(div);
 evolensFollowProbeOnClick(el,id=>evolensTrackFromFrames(d,id),t=>{{track=t;show();}});evolensHoverThumbnails(el,thumb);}});}}
-slider.addEventListener("input",show);let timer=null;const play=document.getElementById("projection-play-{r}");
+slider.addEventListener("input",show);colour.addEventListener("change",show);let timer=null;const play=document.getElementById("projection-play-{r}");
 play.addEventListener("click",function(){{if(timer){{clearInterval(timer);timer=null;play.textContent="play";return;}}
 play.textContent="pause";timer=setInterval(function(){{slider.value=(+slider.value+1)%d.steps.length;show();}},500);}});
 show();}})();</script>""")
