@@ -50,6 +50,7 @@ bench: setup
 	$(PY) benchmarks/metrics.py
 	$(PY) benchmarks/metrics_peers.py
 	$(PY) benchmarks/projection.py
+	$(PY) benchmarks/dashboard.py
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info src/*.egg-info
