@@ -341,6 +341,21 @@ def test_dashboard_shows_live_analysis_while_a_run_trains(browser, serve, tmp_pa
         assert trainer.poll() is None  # all of this while the model was still training
         assert "live analysis" in p.page.inner_text("#status")
         p.shot("dashboard-live-analysis.png")
+        # when training and analysis are over, what the page assembled from its incremental reads (?since=) is
+        # what a full read of the run serves
+        assert trainer.wait(timeout=120) == 0
+        p.page.wait_for_function("() => document.getElementById('status').textContent.includes('last step 39')"
+                                 " && document.getElementById('status').textContent.includes('up to date')",
+                                 timeout=120_000)
+        served = p.page.evaluate("async () => await (await fetch('/api/runs/run/scalars')).json()")
+        for title, name in (("quality/fid", next(n for n in served if n.startswith("quality/fid@"))), ("loss", "loss")):
+            p.page.wait_for_function(
+                "([title, n]) => { const d = document.querySelector(`.metric-plot[data-title^='${title}']`);"
+                " return d && d._fullData[0].x.length === n; }", arg=[title, len(served[name]["steps"])], timeout=30_000)
+            drawn = p.page.evaluate("(title) => { const t = document.querySelector(`.metric-plot[data-title^='${title}']`)"
+                                    "._fullData[0]; return {steps: Array.from(t.x), values: Array.from(t.y)}; }", title)
+            assert drawn["steps"] == served[name]["steps"] and drawn["values"] == pytest.approx(served[name]["values"])
+        _requests_in_flight_at_most_one(p.page)
         assert p.errors == [], p.errors
     finally:
         trainer.wait(timeout=120)

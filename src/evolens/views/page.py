@@ -255,8 +255,9 @@ function renderMetrics() {
     if (state.drawn.get(panel.id) === key) continue;
     state.drawn.set(panel.id, key);
     const title = panel.title + (panel.direction ? ` (${panel.direction})` : "");
+    // datarevision: the series grow in place (appended arrays), which Plotly.react would not see by reference
     const layout = {height: 300, margin: {l: 50, r: 10, t: 36, b: 36}, xaxis: {title: "step"}, shapes, annotations,
-                    template: "plotly_white", title: {text: title, font: {size: 13}}};
+                    template: "plotly_white", title: {text: title, font: {size: 13}}, datarevision: key};
     const curves = [];
     runs.forEach((id, r) => {
       const d = state.data[id], p = d && d.panels.find(q => q.id === panel.id);
