@@ -120,13 +120,50 @@ def cmd_encoders(args: argparse.Namespace) -> int:
 
 
 def cmd_embed(args: argparse.Namespace) -> int:
+    """``evolens embed``: a run (features cached in it), or a ``.npy`` file / folder of images (features written to
+    ``--out`` as shards), locally or on Ray."""
     from .analyses import embedding
+    from .store.run import is_run_dir
 
     kwargs = {"path": args.weights} if args.weights else {}
-    result = embedding(args.run, encoder=args.encoder, batch_size=args.batch_size, progress=not args.quiet, **kwargs)
-    total = len(result.snapshots) + len(result.references)
-    print(f"{result.encoder_id}: {total} arrays embedded ({result.computed} computed, {total - result.computed} cached)"
-          + (f"; skipped non-finite snapshots {result.skipped}" if result.skipped else ""))
+    target = Path(args.run)
+    if is_run_dir(target):
+        result = embedding(target, encoder=args.encoder, batch_size=args.batch_size, progress=not args.quiet,
+                           engine=args.engine, address=args.address, workers=args.workers, **kwargs)
+        total = len(result.snapshots) + len(result.references)
+        print(f"{result.encoder_id}: {total} arrays embedded ({result.computed} computed, "
+              f"{total - result.computed} cached)"
+              + (f"; skipped non-finite snapshots {result.skipped}" if result.skipped else ""))
+        return 0
+    from .analyses.ray_engine import NpySource, image_files
+    from .encoders.registry import get_encoder
+    from .store.shards import ShardWriter
+
+    if target.suffix == ".npy" and target.is_file():
+        source = NpySource(str(target.resolve()), int(np.load(target, mmap_mode="r").shape[0]))
+    elif target.is_dir():
+        source = image_files(target)
+    else:
+        raise InputError(f"run: expected a run directory, a .npy file of images or a folder of images, received "
+                         f"{args.run!r}")
+    if not args.out:
+        raise InputError("--out: expected a folder for the feature shards (embedding a file or a folder of images)")
+    encoder = get_encoder(args.encoder, **kwargs)
+    with ShardWriter(args.out) as writer:
+        if args.engine == "ray":
+            from .analyses.ray_engine import embed_sources
+
+            embed_sources(encoder, [source], address=args.address, workers=args.workers, batch_size=args.batch_size,
+                          progress=not args.quiet, into=writer)
+        else:
+            from tqdm.auto import tqdm
+
+            step = args.batch_size or encoder.default_batch_size
+            for start in tqdm(range(0, source.n, step * 16), desc=f"embedding ({encoder.name})", unit="chunk",
+                              disable=args.quiet):
+                rows = np.arange(start, min(start + step * 16, source.n))
+                writer.append(encoder.encode(source.read(rows), args.batch_size))
+    print(f"{encoder.id}: {source.n} images embedded into {args.out}")
     return 0
 
 
@@ -305,9 +342,15 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
         return p
 
-    p = analysis_parser("embed", "embed every snapshot and reference set of a run (cached in the run)",
-                        "efficientnet-lite0", cmd_embed)
+    p = analysis_parser("embed", "embed every snapshot and reference set of a run (cached in the run), or a .npy "
+                        "file / folder of images into feature shards (--out)", "efficientnet-lite0", cmd_embed)
     p.add_argument("--batch-size", type=positive_int, default=None)
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="ray: Ray Data with the encoder as actors (pip install evolens[ray])")
+    p.add_argument("--address", default=None, help="Ray cluster address ('auto', 'ray://host:10001'); default: a "
+                   "local Ray")
+    p.add_argument("--workers", type=positive_int, default=None, help="encoder actors (default: one per CPU)")
+    p.add_argument("--out", default=None, help="folder for the feature shards (a .npy file or folder of images)")
 
     p = analysis_parser("analyze", "quality metrics of every snapshot vs a reference set, stored in the run",
                         "efficientnet-lite0", cmd_analysis)

@@ -51,6 +51,9 @@ def embedding(
     steps: Sequence[int] | None = None,
     batch_size: int | None = None,
     progress: bool = True,
+    engine: str = "local",
+    address: str | None = None,
+    workers: int | None = None,
     **encoder_kwargs: Any,
 ) -> RunEmbedding:
     """Embed every snapshot (or ``steps``) and every reference set (or the named ones) of ``run``.
@@ -62,17 +65,26 @@ def embedding(
         steps: snapshot steps to embed (default: all).
         batch_size: encoder batch size (default: the encoder's).
         progress: show a progress bar over the arrays to embed.
+        engine: ``"local"`` (this process) or ``"ray"``: every array still to embed goes through one Ray Data
+            pipeline with the encoder as actors (``analyses.ray_engine``; ``workers`` actors, a cluster at
+            ``address`` or a local Ray). Both store the same features (up to float32 rounding, atol 1e-5).
 
     Returns a ``RunEmbedding``. Encoders that need fitting (``pixels`` with ``pca=``) are fitted on the
     ``train`` reference (or the first one).
     """
+    if engine not in ENGINES:
+        raise InputError(f"engine: expected one of {list(ENGINES)}, received {engine!r}")
     encoder = get_encoder(encoder, **encoder_kwargs)
     with opened(run) as run:
-        return _embed(run, encoder, reference, steps, batch_size, progress)
+        return _embed(run, encoder, reference, steps, batch_size, progress,
+                      {"address": address, "workers": workers} if engine == "ray" else None)
+
+
+ENGINES = ("local", "ray")
 
 
 def _embed(run: Run, encoder: Encoder, reference: Any, steps: Sequence[int] | None, batch_size: int | None,
-           progress: bool) -> RunEmbedding:
+           progress: bool, on_ray: dict[str, Any] | None = None) -> RunEmbedding:
     if getattr(encoder, "needs_fit", False):
         names = run.reference_names()
         if not names:
@@ -107,6 +119,8 @@ def _embed(run: Run, encoder: Encoder, reference: Any, steps: Sequence[int] | No
     from tqdm.auto import tqdm
 
     description = describe_encoder_input(encoder)
+    if on_ray is not None:
+        result.computed += _embed_on_ray(run, encoder, todo, batch_size, progress, description, on_ray)
     for kind, key, digest in tqdm(todo, desc=f"embedding ({encoder.name})", unit="set", disable=not progress):
         features = run.derived(FEATURES, encoder_id=encoder.id, source=digest)
         if features is None:
@@ -116,3 +130,25 @@ def _embed(run: Run, encoder: Encoder, reference: Any, steps: Sequence[int] | No
             result.computed += 1
         (result.snapshots if kind == "snapshot" else result.references)[key] = np.asarray(features)
     return result
+
+
+def _embed_on_ray(run: Run, encoder: Encoder, todo: list[tuple[str, Any, str]], batch_size: int | None,
+                  progress: bool, description: dict[str, Any], on_ray: dict[str, Any]) -> int:
+    """Embed the arrays of ``todo`` not stored yet in one Ray pipeline and store them (the local loop then reads
+    them back). Workers read the run's array files themselves (verified here first)."""
+    from .ray_engine import NpySource, embed_sources
+
+    missing: dict[str, tuple[str, Any]] = {}
+    for kind, key, digest in todo:
+        if digest not in missing and run.derived(FEATURES, encoder_id=encoder.id, source=digest) is None:
+            missing[digest] = (kind, key)
+    if not missing:
+        return 0
+    sources = []
+    for digest, (kind, key) in missing.items():
+        stored = run.array_file(digest)  # a snapshot's samples or a reference's images, by content hash
+        sources.append(NpySource(str(stored), int(np.load(stored, mmap_mode="r").shape[0])))
+    features = embed_sources(encoder, sources, batch_size=batch_size, progress=progress, **on_ray)
+    for digest, values in zip(missing, features):
+        run.add_derived(FEATURES, values, encoder_id=encoder.id, source=digest, meta=description)
+    return len(missing)

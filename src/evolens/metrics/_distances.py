@@ -29,6 +29,7 @@ ROW_BLOCK = 1024
 COL_BLOCK = 8192
 EXACT_CHUNK = 2048  # (query, reference) pairs recomputed exactly at once: chunk × d float64 values in memory
 EXTRA_CANDIDATES = 2  # neighbours selected beyond k before the exact recomputation picks the k
+MAX_REFERENCE_BLOCK = 262_144  # reference rows searched at once (one centred copy of them in memory)
 
 
 def row_sq_norms(x: np.ndarray) -> np.ndarray:
@@ -73,7 +74,8 @@ def exact_sq_dist_pairs(x: np.ndarray, y: np.ndarray, i: np.ndarray, j: np.ndarr
     flat_i, flat_j = i.reshape(-1), j.reshape(-1)
     out = np.empty(flat_i.shape[0], dtype=np.float64)
     for part in blocks(flat_i.shape[0], EXACT_CHUNK):
-        diff = x[flat_i[part]].astype(np.float64) - y[flat_j[part]]
+        # y may be a ShardedFeatures: y[rows] gathers those rows from its shards
+        diff = x[flat_i[part]].astype(np.float64) - np.asarray(y[flat_j[part]], dtype=np.float64)
         out[part] = np.einsum("ij,ij->i", diff, diff)
     return out.reshape(i.shape)
 
@@ -108,39 +110,83 @@ def kth_smallest_sq_dist(
     return distances[:, -1]
 
 
-def knn_sq(
-    queries: np.ndarray, reference: np.ndarray, k: int, *, row_block: int = ROW_BLOCK, col_block: int = COL_BLOCK
-) -> tuple[np.ndarray, np.ndarray]:
-    """The k nearest reference rows of each query: (squared distances (n_q, k) ascending, exact float64; indices
-    (n_q, k)).
+def reference_blocks(reference, max_rows: int = MAX_REFERENCE_BLOCK) -> Iterator[tuple[int, np.ndarray]]:
+    """``(first row, block)`` over the reference: shards of a ``ShardedFeatures`` one at a time (memory set by the
+    shard, not the reference), slices of at most ``max_rows`` of an array (views: no copy)."""
+    if hasattr(reference, "blocks"):
+        yield from reference.blocks()
+        return
+    for part in blocks(reference.shape[0], max_rows):
+        yield part.start, reference[part]
 
-    Per block, ``torch.topk`` keeps the k + 2 smallest blocked distances of the centred sets (parallel over rows)
-    and only those are merged with the running best, so memory is one block plus O(n_q k); the survivors'
-    distances are then recomputed exactly and the k nearest kept (ties: the lower index first).
+
+def torch_candidates(queries: np.ndarray, block: np.ndarray, wanted: int, *, row_block: int = ROW_BLOCK,
+                     col_block: int = COL_BLOCK) -> tuple[np.ndarray, np.ndarray]:
+    """The ``wanted`` nearest rows of ``block`` for each query by blocked (GEMM) squared distances of the
+    centred sets: (approximate squared distances (n_q, wanted), indices into ``block``), unordered.
+
+    Per column block ``torch.topk`` keeps the ``wanted`` smallest (parallel over rows) and merges them with the
+    running best, so memory is one (row_block, col_block) block plus O(n_q · wanted) and a centred copy of
+    ``block``.
     """
-    n_q, n_r = queries.shape[0], reference.shape[0]
-    k = min(k, n_r)
-    wanted = min(k + EXTRA_CANDIDATES, n_r)
-    centred_q, centred_r = centred_pair(queries, reference)
+    n_q = queries.shape[0]
+    centred_q, centred_r = centred_pair(queries, block)
     q_sq, r_sq = row_sq_norms(centred_q), row_sq_norms(centred_r)
-    out_d = np.empty((n_q, k), dtype=np.float64)
-    out_i = np.empty((n_q, k), dtype=np.int64)
+    out_d = np.empty((n_q, wanted), dtype=q_sq.dtype)
+    out_i = np.empty((n_q, wanted), dtype=np.int64)
     for rows in blocks(n_q, row_block):
         best_d = torch.empty((rows.stop - rows.start, 0), dtype=torch.from_numpy(q_sq[:1]).dtype)
         best_i = torch.empty((rows.stop - rows.start, 0), dtype=torch.int64)
-        for cols in blocks(n_r, col_block):
-            block = torch.from_numpy(sq_dist_block(centred_q[rows], centred_r[cols], q_sq[rows], r_sq[cols]))
-            keep = min(wanted, block.shape[1])
-            values, index = torch.topk(block, keep, dim=1, largest=False, sorted=False)
+        for cols in blocks(block.shape[0], col_block):
+            part = torch.from_numpy(sq_dist_block(centred_q[rows], centred_r[cols], q_sq[rows], r_sq[cols]))
+            keep = min(wanted, part.shape[1])
+            values, index = torch.topk(part, keep, dim=1, largest=False, sorted=False)
             best_d = torch.cat([best_d, values], dim=1)
             best_i = torch.cat([best_i, index + cols.start], dim=1)
             if best_d.shape[1] > wanted:
                 best_d, pick = torch.topk(best_d, wanted, dim=1, largest=False, sorted=False)
                 best_i = torch.gather(best_i, 1, pick)
-        candidates = best_i.numpy()
-        rows_index = np.broadcast_to(np.arange(rows.start, rows.stop)[:, None], candidates.shape)
-        exact = exact_sq_dist_pairs(queries, reference, rows_index, candidates)
-        order = np.lexsort((candidates, exact), axis=1)[:, :k]  # by distance, then by index
-        out_d[rows] = np.take_along_axis(exact, order, axis=1)
-        out_i[rows] = np.take_along_axis(candidates, order, axis=1)
+        out_d[rows], out_i[rows] = best_d.numpy(), best_i.numpy()
     return out_d, out_i
+
+
+def merge_candidates(d_a: np.ndarray, i_a: np.ndarray, d_b: np.ndarray, i_b: np.ndarray,
+                     wanted: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``wanted`` smallest of two candidate lists per row ((n, a) and (n, b) distances and indices)."""
+    d, i = np.concatenate([d_a, d_b.astype(d_a.dtype, copy=False)], axis=1), np.concatenate([i_a, i_b], axis=1)
+    if d.shape[1] <= wanted:
+        return d, i
+    pick = np.argpartition(d, wanted - 1, axis=1)[:, :wanted]
+    return np.take_along_axis(d, pick, axis=1), np.take_along_axis(i, pick, axis=1)
+
+
+def knn_sq(
+    queries: np.ndarray, reference, k: int, *, row_block: int = ROW_BLOCK, col_block: int = COL_BLOCK,
+    candidates=None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The k nearest reference rows of each query: (squared distances (n_q, k) ascending, exact float64; indices
+    (n_q, k)).
+
+    ``reference`` is an array or a ``ShardedFeatures``, read block by block (``reference_blocks``); per block
+    ``candidates(queries, block, wanted)`` (default ``torch_candidates``; FAISS in ``metrics._faiss``) selects
+    the k + 2 nearest by blocked distances, the survivors of all blocks are merged, their distances recomputed
+    exactly (float64, rows gathered from the reference) and the k nearest kept (ties: the lower index first).
+    """
+    n_q, n_r = queries.shape[0], reference.shape[0]
+    k = min(k, n_r)
+    wanted = min(k + EXTRA_CANDIDATES, n_r)
+    if candidates is None:
+        def candidates(q, block, w):
+            return torch_candidates(q, block, w, row_block=row_block, col_block=col_block)
+    best_d = np.empty((n_q, 0), dtype=np.float64)
+    best_i = np.empty((n_q, 0), dtype=np.int64)
+    for offset, block in reference_blocks(reference):
+        block = np.asarray(block, dtype=queries.dtype)
+        d, i = candidates(queries, block, min(wanted, block.shape[0]))
+        best_d, best_i = merge_candidates(best_d, best_i, d, i + offset, wanted)
+    exact = np.empty(best_i.shape, dtype=np.float64)
+    for rows in blocks(n_q, max(1, EXACT_CHUNK * 8 // max(wanted, 1))):
+        rows_index = np.broadcast_to(np.arange(rows.start, rows.stop)[:, None], best_i[rows].shape)
+        exact[rows] = exact_sq_dist_pairs(queries, reference, rows_index, best_i[rows])
+    order = np.lexsort((best_i, exact), axis=1)[:, :k]  # by distance, then by index
+    return np.take_along_axis(exact, order, axis=1), np.take_along_axis(best_i, order, axis=1)

@@ -188,6 +188,15 @@ class Run:
             )
         return self._load(snap.arrays[name], mmap=mmap)
 
+    def array_file(self, digest: str) -> Path:
+        """The verified ``.npy`` file of the stored array ``digest`` (for readers in other processes, e.g. Ray
+        workers, that memory-map it themselves). StoreIntegrityError when it is missing or damaged."""
+        row = self._one("SELECT path FROM arrays WHERE hash = ?", (digest,))
+        if row is None:
+            raise InputError(f"digest: no array {digest!r} in run {self.name!r}")
+        self._arrays.get(row[0], mmap=True)  # verified once per process
+        return self.path / row[0]
+
     def _load(self, digest: str, *, mmap: bool = False) -> np.ndarray:
         row = self._one("SELECT path FROM arrays WHERE hash = ?", (digest,))
         if row is None:  # pragma: no cover - foreign keys make this impossible for committed rows
