@@ -31,7 +31,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ._validation import non_negative_float, port_int, positive_int
+from ._validation import non_negative_float, port_int, positive_float, positive_int
 from .errors import EvolensError, InputError
 
 __all__ = ["main"]
@@ -165,6 +165,54 @@ def cmd_embed(args: argparse.Namespace) -> int:
                 writer.append(encoder.encode(source.read(rows), args.batch_size))
     print(f"{encoder.id}: {source.n} images embedded into {args.out}")
     return 0
+
+
+def cmd_reference(args: argparse.Namespace) -> int:
+    """``evolens reference add|list|use``: named reference sets stored once and shared by runs."""
+    from .store import references as R
+
+    if args.action == "list":
+        rows = [[r.name, str(r.n), ", ".join(r.encoders()) or "-", str(r.path)] for r in R.named_references(args.store)]
+        print(_table(["reference", "images", "encoders with features", "path"], rows) if rows else
+              f"no stored references in {R.reference_store(args.store)}")
+        return 0
+    if args.action == "use":
+        name = R.use_named_reference(args.target, args.name, as_name=args.as_name, store=args.store)
+        print(f"run {args.target} now has reference {name!r} (features and statistics from the store)")
+        return 0
+    from .analyses.ray_engine import image_files
+
+    source = Path(args.target)
+    if source.suffix == ".npy" and source.is_file():
+        images = np.load(source, mmap_mode="r")
+    elif source.is_dir():
+        files = image_files(source)
+        images = files.read(np.arange(files.n))
+    else:
+        raise InputError(f"path: expected a .npy file of images or a folder of images, received {args.target!r}")
+    labels = np.load(args.labels) if args.labels else None
+    kwargs = {"path": args.weights} if args.weights else {}
+    reference = R.add_named_reference(args.name, np.asarray(images), labels, encoder=args.encoder, store=args.store,
+                                      batch_size=args.batch_size, engine=args.engine, address=args.address,
+                                      workers=args.workers, progress=not args.quiet, **kwargs)
+    print(f"reference {reference.name!r}: {reference.n} images, features for {', '.join(reference.encoders())} "
+          f"in {reference.path}")
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    """``evolens publish RUN DEST [--every S]``: a read-only copy of a run for other machines (again every S s)."""
+    import time as _time
+
+    from .store.publish import publish
+
+    while True:
+        done = publish(args.run, args.dest)
+        print(f"published {args.run} to {args.dest}: {done['arrays_copied']} of {done['arrays_total']} array files "
+              f"copied ({done['bytes'] / 2**20:.1f} MiB)", flush=True)
+        if not args.every:
+            return 0
+        _time.sleep(args.every)
 
 
 def cmd_analysis(args: argparse.Namespace) -> int:
@@ -351,6 +399,35 @@ def build_parser() -> argparse.ArgumentParser:
                    "local Ray")
     p.add_argument("--workers", type=positive_int, default=None, help="encoder actors (default: one per CPU)")
     p.add_argument("--out", default=None, help="folder for the feature shards (a .npy file or folder of images)")
+
+    p = sub.add_parser("publish", help="copy a run read-only for other machines (a network filesystem, a cluster)")
+    p.add_argument("run")
+    p.add_argument("dest")
+    p.add_argument("--every", type=positive_float, default=None, help="publish again every S seconds (Ctrl+C ends)")
+    p.set_defaults(func=cmd_publish)
+
+    p = sub.add_parser("reference", help="named reference sets stored once, shared by every run that uses them")
+    actions = p.add_subparsers(dest="action", required=True)
+    q = actions.add_parser("add", help="store NAME from a .npy file or a folder of images, with its features")
+    q.add_argument("name")
+    q.add_argument("target", metavar="path")
+    q.add_argument("--labels", default=None, help=".npy file of labels (n,)")
+    q.add_argument("--encoder", default="efficientnet-lite0")
+    q.add_argument("--weights", default=None, help="weights file or directory for the encoder")
+    q.add_argument("--batch-size", type=positive_int, default=None)
+    q.add_argument("--engine", choices=("local", "ray"), default="local")
+    q.add_argument("--address", default=None)
+    q.add_argument("--workers", type=positive_int, default=None)
+    q.add_argument("--quiet", action="store_true")
+    q = actions.add_parser("list", help="the stored references and their encoders")
+    q = actions.add_parser("use", help="give a run a stored reference (its features are not embedded again)")
+    q.add_argument("target", metavar="run")
+    q.add_argument("name")
+    q.add_argument("--as", dest="as_name", default=None, help="name of the reference in the run (default: NAME)")
+    for q in actions.choices.values():
+        q.add_argument("--store", default=None, help="reference store folder (default: $EVOLENS_REFERENCES, else "
+                       "<evolens cache>/references)")
+    p.set_defaults(func=cmd_reference)
 
     p = analysis_parser("analyze", "quality metrics of every snapshot vs a reference set, stored in the run",
                         "efficientnet-lite0", cmd_analysis)

@@ -20,6 +20,7 @@ from ..encoders.base import Encoder, describe_encoder_input
 from ..encoders.registry import get_encoder
 from ..errors import InputError
 from ..store.derived import FEATURES
+from ..store.references import find_shared_features
 from ..store.run import Run, opened
 from ._base import choose_steps
 
@@ -123,6 +124,9 @@ def _embed(run: Run, encoder: Encoder, reference: Any, steps: Sequence[int] | No
         result.computed += _embed_on_ray(run, encoder, todo, batch_size, progress, description, on_ray)
     for kind, key, digest in tqdm(todo, desc=f"embedding ({encoder.name})", unit="set", disable=not progress):
         features = run.derived(FEATURES, encoder_id=encoder.id, source=digest)
+        if features is None and kind == "reference":  # a stored named reference with the same images
+            shared = find_shared_features(digest, encoder.id)
+            features = shared.load() if shared is not None else None
         if features is None:
             images = run.samples(key) if kind == "snapshot" else run.reference(key).images
             features = encoder.encode(images, batch_size)
@@ -140,7 +144,8 @@ def _embed_on_ray(run: Run, encoder: Encoder, todo: list[tuple[str, Any, str]], 
 
     missing: dict[str, tuple[str, Any]] = {}
     for kind, key, digest in todo:
-        if digest not in missing and run.derived(FEATURES, encoder_id=encoder.id, source=digest) is None:
+        if digest not in missing and run.derived(FEATURES, encoder_id=encoder.id, source=digest) is None and \
+                (kind != "reference" or find_shared_features(digest, encoder.id) is None):
             missing[digest] = (kind, key)
     if not missing:
         return 0

@@ -4,7 +4,7 @@
 arrays, or any file of (n, C, H, W) images, read through memory maps by the workers themselves), or lists of
 image files (decoded by the workers with Pillow) — in one Ray Data pipeline:
 
-    ray.data.from_items(row ranges) → map_batches(EncoderActor, concurrency=W)   (each actor reads its rows)
+    ray.data.from_numpy_refs(row ranges) → map_batches(EncoderActor, W actors)   (each actor reads its rows)
 
 so the driver never holds the images, only the features it gathers (or streams into a folder of shards). The
 results equal ``encoder.encode`` on one process up to float32 rounding of differently sized batches (tested at
@@ -113,7 +113,7 @@ class _EncoderActor:
         self.batch_size = batch_size
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        ids = np.concatenate([np.arange(a, b) for a, b in zip(batch["start"].tolist(), batch["stop"].tolist())])
+        ids = np.concatenate([np.arange(a, b) for a, b in np.asarray(batch["data"]).reshape(-1, 2).tolist()])
         rows = self.read({"data": ids})
         return {"id": rows["id"], "features": self.encoder.encode(rows["images"], self.batch_size)}
 
@@ -206,12 +206,12 @@ def _pipeline(ray: Any, encoder: Any, sources: list[Any], workers: int, threads:
     """range(rows) → read rows (tasks) → encoder actors; the Ray dataset of {id, features} batches."""
     batch = int(batch_size or getattr(encoder, "default_batch_size", 64))
     total = sum(s.n for s in sources)
-    # the work as in-memory items, one per batch of rows (from_items: no read tasks competing with the actors for
-    # CPU slots — with ray.data.range the actors took every slot and the read tasks never ran)
-    starts = range(0, total, batch)
-    chunks = ray.data.from_items([{"start": a, "stop": min(a + batch, total)} for a in starts],
-                                 override_num_blocks=max(1, min(len(starts), 16 * workers)))
+    # the work as one in-memory block per batch of rows, each its own object (from_numpy_refs): the actors
+    # share the blocks out (from_items gave them one bundle: one actor busy), and no read task competes with the
+    # actors for CPU slots (with ray.data.range the actors took every slot and the read tasks never ran)
+    ranges = [np.array([[a, min(a + batch, total)]], dtype=np.int64) for a in range(0, total, batch)]
+    chunks = ray.data.from_numpy_refs([ray.put(r) for r in ranges])
     return chunks.map_batches(_EncoderActor, fn_constructor_args=(pickle.dumps(encoder), pickle.dumps(sources),
                                                                   threads, batch_size),
-                              concurrency=workers, batch_size=1, batch_format="numpy",
+                              compute=ray.data.ActorPoolStrategy(size=workers), batch_size=1, batch_format="numpy",
                               num_cpus=threads if not num_gpus else 1, num_gpus=num_gpus or None)

@@ -172,6 +172,9 @@ class RunWriter:
                 self.run_dir.mkdir(parents=True, exist_ok=True)
             if kind == "capture":
                 self._acquire_lock()
+                from .publish import network_filesystem
+
+                network_filesystem(self.run_dir, warn=True)  # WAL needs every reader on this host: say so once
             if state != "run" and not layout.db_path(self.run_dir).exists():
                 layout.create_database(self.run_dir, name=name or self.run_dir.resolve().name, config_json=config_json)
             self.conn = layout.connect(self.run_dir, readonly=False)
