@@ -89,3 +89,63 @@ def test_cli_reference_add_list_use(tmp_path, capsys):
     reference = NamedReference(tmp_path / "store" / "digits")
     np.testing.assert_array_equal(reference.labels, data.labels[:300])
     assert main(["reference", "add", "x", str(tmp_path / "missing.npy"), "--store", store, "--quiet"]) == 2
+
+
+def _proximity_run(path, data, reference_rows: int, store=None, shard_rows: int = 1000):
+    """A run of 3 snapshots (one of them copies of training digits) whose 'train' and 'heldout' references are
+    either stored in the run (store None) or used from named references in ``store``."""
+    from evolens.data import mnist
+
+    train, held = data.images[:reference_rows], mnist("heldout").images[:300]
+    with RunWriter(path, name=path.name) as writer:
+        writer.write_snapshot(0, {"samples": mnist("heldout").images[400:460]})
+        writer.write_snapshot(1, {"samples": data.images[:60]})  # copies of training items
+        writer.write_snapshot(2, {"samples": mnist("heldout").images[500:560]})
+        if store is None:
+            writer.write_reference("train", train)
+            writer.write_reference("heldout", held)
+    if store is not None:
+        for name, images in (("train", train), ("heldout", held)):
+            add_named_reference(f"{name}-{reference_rows}", images, encoder="pixels", store=store,
+                                shard_rows=shard_rows, progress=False)
+            use_named_reference(path, f"{name}-{reference_rows}", as_name=name, store=store)
+    return path
+
+
+def test_proximity_against_a_named_reference_equals_a_local_one_in_flat_memory(tmp_path, monkeypatch):
+    """The proximity analysis reads a named reference's shards where it searches them: the same nearest
+    neighbours, copy rate, authenticity and evidence as with features in memory (C_T is skipped and says why),
+    and its traced memory does not grow with the reference (4x more rows, same shard size)."""
+    import tracemalloc
+
+    from evolens.data import mnist
+    from evolens.store.run import open_run
+
+    data = mnist("train")
+    store = tmp_path / "store"
+    monkeypatch.setenv("EVOLENS_REFERENCES", str(store))
+    local = analyses.proximity(_proximity_run(tmp_path / "local", data, 1000), encoder="pixels", progress=False)
+    shared = analyses.proximity(_proximity_run(tmp_path / "shared", data, 1000, store), encoder="pixels",
+                                progress=False)
+    assert "shards" in shared.skipped["data_copying_ct"]
+    for step, row in local.values.items():
+        expected = {k: v for k, v in row.items() if "data_copying_ct" not in k}
+        assert shared.values[step] == pytest.approx(expected, rel=1e-9, abs=1e-12), step
+    assert local.values[1][next(k for k in local.values[1] if "copy_rate" in k)] == 1.0
+    with open_run(tmp_path / "local") as a, open_run(tmp_path / "shared") as b:
+        from evolens.store.derived import NEAREST_TRAIN
+
+        for step in range(3):
+            key = dict(params={"k": 5, "part": "index"}, step=step)
+            (enc, src, _), = [k for k in a.derived_keys(NEAREST_TRAIN) if k[2] == step]
+            np.testing.assert_array_equal(a.derived(NEAREST_TRAIN, encoder_id=enc, source=src, **key),
+                                          b.derived(NEAREST_TRAIN, encoder_id=enc, source=src, **key))
+    peaks = {}
+    for rows in (1000, 4000):
+        run = _proximity_run(tmp_path / f"grow{rows}", data, rows, store)
+        tracemalloc.start()
+        analyses.proximity(run, encoder="pixels", progress=False)
+        peaks[rows] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+    shard_bytes = 1000 * 784 * 4
+    assert peaks[4000] - peaks[1000] < 1.5 * shard_bytes, peaks  # 3,000 more rows would be 3 shards

@@ -21,6 +21,7 @@ from ..encoders.registry import get_encoder
 from ..errors import InputError
 from ..store.derived import FEATURES
 from ..store.references import find_shared_features
+from ..store.shards import ShardedFeatures
 from ..store.run import Run, opened
 from ._base import choose_steps
 
@@ -32,7 +33,8 @@ class RunEmbedding:
     Attributes:
         encoder_id: id of the encoder (name + weights hash).
         snapshots: step → (n_probes, dim) float32 features.
-        references: reference name → (n, dim) float32 features.
+        references: reference name → (n, dim) float32 features; a ``ShardedFeatures`` (on disk, read shard by
+            shard; ``np.asarray`` loads it) for a reference whose features a named reference stores.
         skipped: steps not embedded because their samples are not finite.
         computed: how many arrays were embedded now (the rest came from the cache).
     """
@@ -124,15 +126,16 @@ def _embed(run: Run, encoder: Encoder, reference: Any, steps: Sequence[int] | No
         result.computed += _embed_on_ray(run, encoder, todo, batch_size, progress, description, on_ray)
     for kind, key, digest in tqdm(todo, desc=f"embedding ({encoder.name})", unit="set", disable=not progress):
         features = run.derived(FEATURES, encoder_id=encoder.id, source=digest)
-        if features is None and kind == "reference":  # a stored named reference with the same images
-            shared = find_shared_features(digest, encoder.id)
-            features = shared.load() if shared is not None else None
+        if features is None and kind == "reference":  # a stored named reference with the same images: its
+            features = find_shared_features(digest, encoder.id)  # shards, read where used (never all at once)
         if features is None:
             images = run.samples(key) if kind == "snapshot" else run.reference(key).images
             features = encoder.encode(images, batch_size)
             run.add_derived(FEATURES, features, encoder_id=encoder.id, source=digest, meta=description)
             result.computed += 1
-        (result.snapshots if kind == "snapshot" else result.references)[key] = np.asarray(features)
+        if kind == "snapshot" or not isinstance(features, ShardedFeatures):
+            features = np.asarray(features)
+        (result.snapshots if kind == "snapshot" else result.references)[key] = features
     return result
 
 

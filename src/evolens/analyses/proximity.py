@@ -33,6 +33,7 @@ from ..encoders import Encoder, get_encoder
 from ..errors import InputError
 from ..metrics import proximity as P
 from ..store.run import Run, opened
+from ..store.shards import ShardedFeatures
 from ._base import AnalysisResult, check_reference_name, choose_steps, per_snapshot
 from .embedding import embedding
 
@@ -121,7 +122,11 @@ def proximity(
             spacing = P.training_spacing(train) if many else None
             edges = P.nn_divergence_edges(train, held, bins) if (held is not None and held.shape[0] >= 2) else None
             partition = None
-            if held is not None and many and train.shape[0] >= 3:
+            sharded = isinstance(train, ShardedFeatures) or isinstance(held, ShardedFeatures)
+            if sharded and held is not None:  # C_T's k-means cells and per-cell searches need the sets in memory
+                result.skipped[N.DATA_COPYING_CT] = ("the reference's features are stored in shards (a named "
+                                                     "reference): C_T needs them in memory")
+            elif held is not None and many and train.shape[0] >= 3:
                 partition = P.ct_partition(train, seed=0)
             d_held = P.nearest_neighbors(held, train, 1)[0][:, 0] if edges is not None else None
             source = run.reference_hash(reference)

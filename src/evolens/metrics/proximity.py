@@ -181,7 +181,7 @@ def nn_divergence_edges(train: Any, heldout: Any, bins: int = 20) -> np.ndarray:
     every distance falls in a bin. (bins + 1,) ascending; repeated quantiles are merged."""
     if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 2:
         raise InputError(f"bins: expected an integer >= 2, received {bins!r}")
-    heldout, train = _pair(heldout, train, "heldout", "train", min_reference=1)
+    heldout, train = _pair_or_sharded(heldout, train)
     if heldout.shape[0] < 2:
         raise InputError(f"heldout: expected at least 2 samples, received shape={heldout.shape}")
     d_test = nearest_neighbors(heldout, train, 1)[0][:, 0]
@@ -283,7 +283,16 @@ def authenticity_from_neighbors(d1: np.ndarray, nearest: np.ndarray, train_spaci
 
 
 def training_spacing(train: Any) -> np.ndarray:
-    """(n,) distance of every training sample to its nearest other training sample (exact twins: 0)."""
+    """(n,) distance of every training sample to its nearest other training sample (exact twins: 0).
+
+    ``train`` may be a ``ShardedFeatures``: each shard is searched against all of them, so memory stays at two
+    shards (the time is still quadratic in n)."""
+    from ..store.shards import ShardedFeatures
+
+    if isinstance(train, ShardedFeatures):
+        if train.shape[0] < 2:
+            raise InputError(f"train: expected at least 2 samples, received shape={train.shape}")
+        return np.concatenate([nearest_neighbors(block, train, 2)[0][:, 1] for _, block in train.blocks()])
     train = check_features(train, "train", min_samples=2)
     return nearest_neighbors(train, train, 2)[0][:, 1]  # the first neighbour is the point itself (or a twin)
 

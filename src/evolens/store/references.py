@@ -26,7 +26,7 @@ from .._validation import check_name
 from ..errors import InputError
 from .derived import FID_STATISTICS
 from .run import Run, is_run_dir, open_run
-from .shards import ShardedFeatures, ShardWriter, is_shard_dir
+from .shards import DEFAULT_SHARD_ROWS, ShardedFeatures, ShardWriter, is_shard_dir
 
 __all__ = ["NamedReference", "add_named_reference", "find_shared_features", "named_references", "reference_store",
            "use_named_reference"]
@@ -113,7 +113,8 @@ def named_references(store: str | os.PathLike | None = None) -> list[NamedRefere
 def add_named_reference(name: str, images: Any, labels: Any = None, *, encoder: Any = "efficientnet-lite0",
                         store: str | os.PathLike | None = None, batch_size: int | None = None,
                         engine: str = "local", address: str | None = None, workers: int | None = None,
-                        progress: bool = True, **encoder_kwargs: Any) -> NamedReference:
+                        progress: bool = True, shard_rows: int = DEFAULT_SHARD_ROWS,
+                        **encoder_kwargs: Any) -> NamedReference:
     """Store ``images`` (n, C, H, W) (and ``labels`` (n,)) as the reference ``name`` (once; the same content again
     is a no-op, other content under the name an InputError) and their features under ``encoder`` in shards,
     with FID statistics; an encoder already stored is not embedded again. ``engine="ray"`` embeds on Ray.
@@ -137,7 +138,7 @@ def add_named_reference(name: str, images: Any, labels: Any = None, *, encoder: 
         import shutil
 
         shutil.rmtree(folder)
-    writer = ShardWriter(folder)
+    writer = ShardWriter(folder, shard_rows=shard_rows)
     stored = reference.images
     if engine == "ray":
         from ..analyses.ray_engine import NpySource, embed_sources

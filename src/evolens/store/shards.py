@@ -166,6 +166,11 @@ class ShardedFeatures:
             return self.take(np.arange(self.shape[0])[rows])
         return self.take(rows)
 
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        """``np.asarray(features)``: every row loaded (code that needs the whole array in memory)."""
+        array = self.load()
+        return array if dtype is None else array.astype(dtype, copy=False)
+
     def load(self) -> np.ndarray:
         """Every row in one array (n, d): for sets that fit in memory."""
         return np.concatenate([block for _, block in self.blocks()])
