@@ -124,6 +124,12 @@ def test_shards_round_trip_and_gather(tmp_path):
     rows = np.array([[999, 0], [299, 300]])
     np.testing.assert_array_equal(sharded[rows], array[rows])
     np.testing.assert_array_equal(sharded[5:8], array[5:8])
+    mask = np.arange(1000) % 7 == 3  # a boolean mask selects rows (it is not read as indices 0 and 1)
+    np.testing.assert_array_equal(sharded[mask], array[mask])
+    with pytest.raises(InputError, match="boolean mask of shape"):
+        sharded[mask[:10]]
+    with pytest.raises(InputError, match="integer indices"):
+        sharded[np.array([0.5])]
     with pytest.raises(InputError, match="rows: expected indices"):
         sharded.take([1000])
     with pytest.raises(InputError, match="already holds"):

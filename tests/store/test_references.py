@@ -149,3 +149,28 @@ def test_proximity_against_a_named_reference_equals_a_local_one_in_flat_memory(t
         tracemalloc.stop()
     shard_bytes = 1000 * 784 * 4
     assert peaks[4000] - peaks[1000] < 1.5 * shard_bytes, peaks  # 3,000 more rows would be 3 shards
+
+
+@pytest.mark.parametrize("metrics", [("fid",), ("fid", "kid", "prdc")])
+def test_quality_against_a_named_reference_equals_a_local_one(tmp_path, monkeypatch, metrics):
+    """FID streams the shards (per class too, through boolean masks on the shards); KID and PRDC load them."""
+    data = digits("train")
+    store = tmp_path / "store"
+    monkeypatch.setenv("EVOLENS_REFERENCES", str(store))
+    runs = {}
+    for kind in ("local", "shared"):
+        with RunWriter(tmp_path / kind, name=kind) as writer:
+            for step in range(2):
+                writer.write_snapshot(step, {"samples": data.images[900 + 60 * step:960 + 60 * step],
+                                             "labels": data.labels[900 + 60 * step:960 + 60 * step]})
+            if kind == "local":
+                writer.write_reference("train", data.images[:800], data.labels[:800])
+        if kind == "shared":
+            add_named_reference("digits-800", data.images[:800], data.labels[:800], encoder="pixels", store=store,
+                                shard_rows=300, progress=False)
+            use_named_reference(tmp_path / kind, "digits-800", as_name="train")
+        runs[kind] = analyses.quality(tmp_path / kind, encoder="pixels", metrics=metrics, progress=False)
+    assert runs["shared"].values.keys() == runs["local"].values.keys()
+    for step, row in runs["local"].values.items():
+        assert any("/class=" in name for name in row)  # per-class values were computed on both sides
+        assert runs["shared"].values[step] == pytest.approx(row, rel=1e-9, abs=1e-9), step

@@ -20,6 +20,7 @@ from ..encoders import Encoder, get_encoder
 from ..errors import InputError
 from ..metrics import quality as Q
 from ..store.derived import CMMD_REFERENCE_TERM, FID_STATISTICS, PRDC_RADII
+from ..store.shards import ShardedFeatures
 from ..store.run import Run, opened
 from ._base import AnalysisResult, check_reference_name, choose_steps, per_snapshot
 from .embedding import embedding
@@ -73,6 +74,16 @@ def _metrics_for(ref: _ReferenceSide, fake: np.ndarray, metrics: Sequence[str]) 
     return out
 
 
+def _statistics(features: Any) -> Q.FeatureStatistics:
+    """FID statistics of an array, or of a ``ShardedFeatures`` merged shard by shard (never all rows at once)."""
+    if isinstance(features, ShardedFeatures):
+        statistics = Q.FeatureStatistics()
+        for _, block in features.blocks():
+            statistics.update(block)
+        return statistics
+    return Q.FeatureStatistics().update(features)
+
+
 def _stored_reference_side(run: Run, reference: str, encoder_id: str, features: np.ndarray,
                            metrics: Sequence[str], cls: Any = None) -> _ReferenceSide:
     """The reference side of all reference items (``cls`` None) or of one class, with its FID statistics, k-NN
@@ -92,8 +103,7 @@ def _stored_reference_side(run: Run, reference: str, encoder_id: str, features: 
     n = features.shape[0]
     stats = radii = None
     if "fid" in metrics and n >= 2:
-        stats = Q.FeatureStatistics.from_state(
-            stored(FID_STATISTICS, lambda: Q.FeatureStatistics().update(features).state()))
+        stats = Q.FeatureStatistics.from_state(stored(FID_STATISTICS, lambda: _statistics(features).state()))
     if "prdc" in metrics:
         radii = {k: stored(PRDC_RADII, lambda k=k: Q.prdc_radii(features, k), k=k)
                  for k in (PRECISION_RECALL_K, DENSITY_COVERAGE_K) if n > k}
@@ -147,6 +157,9 @@ def quality(
         def prepare(todo: list[int]):
             embedded = embedding(run, encoder=encoder, reference=[reference], steps=todo, progress=progress)
             ref_features = embedded.references[reference]
+            if isinstance(ref_features, ShardedFeatures) and set(metrics) - {"fid", "vendi"}:
+                # a named reference's shards: FID streams them, KID / PRDC / CMMD need the features in memory
+                ref_features = np.asarray(ref_features)
             overall = _stored_reference_side(run, reference, encoder.id, ref_features, metrics)
             per_class: dict[Any, _ReferenceSide] = {}
             ref_labels = run.reference(reference).labels if by == "label" else None

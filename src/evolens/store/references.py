@@ -75,8 +75,10 @@ class NamedReference:
 
     @property
     def labels(self) -> np.ndarray | None:
+        """The labels (n,), or None; read without loading the images."""
         with self._run() as run:
-            return run.reference(self.name).labels
+            row = run._one("SELECT labels_hash FROM refs WHERE name = ?", (self.name,))
+            return None if row is None or row[0] is None else run._load(row[0])
 
     def encoders(self) -> list[str]:
         """Encoder ids whose features are stored, in the order they were added."""

@@ -161,10 +161,19 @@ class ShardedFeatures:
         return out.reshape(index.shape + (self.shape[1],))
 
     def __getitem__(self, rows: Any) -> np.ndarray:
-        """``features[index_array]``: the rows at those indices (``take``); slices and scalars too."""
+        """``features[index_array]``: the rows at those indices (``take``); a boolean mask (n,), slices and
+        scalars too."""
         if isinstance(rows, slice):
             return self.take(np.arange(self.shape[0])[rows])
-        return self.take(rows)
+        index = np.asarray(rows)
+        if index.dtype == bool:
+            if index.shape != (self.shape[0],):
+                raise InputError(f"rows: expected a boolean mask of shape ({self.shape[0]},), received "
+                                 f"shape={index.shape}")
+            return self.take(np.flatnonzero(index))
+        if index.size and not np.issubdtype(index.dtype, np.integer):
+            raise InputError(f"rows: expected integer indices or a boolean mask, received dtype={index.dtype}")
+        return self.take(index)
 
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         """``np.asarray(features)``: every row loaded (code that needs the whole array in memory)."""
