@@ -51,6 +51,7 @@ bench: setup
 	$(PY) benchmarks/metrics_peers.py
 	$(PY) benchmarks/projection.py
 	$(PY) benchmarks/dashboard.py
+	$(PY) benchmarks/scale.py
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info src/*.egg-info
