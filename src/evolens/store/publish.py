@@ -87,7 +87,9 @@ def network_filesystem(path: str | os.PathLike, *, warn: bool = False, mountinfo
 def publish(run_dir: str | os.PathLike, dest: str | os.PathLike) -> dict[str, int]:
     """Copy the run at ``run_dir`` to ``dest`` as a read-only run other hosts can open: a consistent snapshot of
     the database (online backup, rollback journal), the array files ``dest`` lacks, the database renamed into
-    place last. Run it again to bring ``dest`` up to date. Returns ``{"arrays_copied", "arrays_total", "bytes"}``.
+    place last. Run it again to bring ``dest`` up to date. Returns ``{"arrays_copied", "arrays_total", "bytes",
+    "published_at"}``. Checkpoints, reports and logs stay with the run (the copy is for reading and analysing its
+    snapshots; the snapshot rows still name the checkpoints' paths and hashes).
     """
     source, target = Path(run_dir), Path(dest)
     if not layout.db_path(source).is_file():
