@@ -66,3 +66,20 @@ def test_cli_embeds_a_npy_file_into_shards_on_ray(tmp_path, encoder):
     np.testing.assert_allclose(local.load(), encoder.encode(images), atol=TOLERANCE, rtol=0)
     assert main(["embed", str(tmp_path / "images.npy"), "--out", str(tmp_path / "shards"), "--quiet"]) == 2
     assert main(["embed", str(tmp_path / "images.npy"), "--quiet"]) == 2  # --out missing
+
+
+def test_bad_ray_arguments_are_typed_errors_before_ray_starts(tmp_path):
+    from evolens.analyses.ray_engine import NpySource, embed_sources
+
+    np.save(tmp_path / "x.npy", np.zeros((4, 1, 8, 8), np.float32))
+    source = NpySource(str(tmp_path / "x.npy"), 4)
+    encoder = get_encoder("pixels")
+    for kwargs, message in (({"workers": 0}, "workers"), ({"workers": "two"}, "workers"),
+                            ({"batch_size": -1}, "batch_size"), ({"num_gpus_per_worker": -1}, "num_gpus_per_worker")):
+        with pytest.raises(InputError, match=message):
+            embed_sources(encoder, [source], **kwargs)
+    with pytest.raises(InputError, match="sources: expected NpySource"):
+        embed_sources(encoder, ["x.npy"])
+    with pytest.raises(InputError, match="workers"):
+        analyses.embedding(tmp_path, encoder="pixels", engine="ray", workers=0)
+    assert not ray.is_initialized()

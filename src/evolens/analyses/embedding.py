@@ -77,6 +77,10 @@ def embedding(
     """
     if engine not in ENGINES:
         raise InputError(f"engine: expected one of {list(ENGINES)}, received {engine!r}")
+    if workers is not None:
+        from .._validation import check_int
+
+        workers = check_int(workers, "workers", minimum=1)
     encoder = get_encoder(encoder, **encoder_kwargs)
     with opened(run) as run:
         return _embed(run, encoder, reference, steps, batch_size, progress,

@@ -87,7 +87,7 @@ def image_files(folder: str | os.PathLike) -> FileListSource:
 
 
 class _ReadRows:
-    """Ray Data batch function: global row ids → the images of their sources (one image shape per pipeline)."""
+    """Global row ids → the images of their sources (one image shape per pipeline); used inside each actor."""
 
     def __init__(self, sources_blob: bytes) -> None:
         self.sources = pickle.loads(sources_blob)
@@ -151,7 +151,19 @@ def embed_sources(encoder: Any, sources: Sequence[NpySource | FileListSource], *
         batch_size: images per encoder call (default: the encoder's).
         num_gpus_per_worker: GPUs each actor takes (1 on a GPU cluster).
     """
+    from .._validation import check_int, check_real
+
+    if workers is not None:
+        workers = check_int(workers, "workers", minimum=1)
+    if batch_size is not None:
+        batch_size = check_int(batch_size, "batch_size", minimum=1)
+    num_gpus_per_worker = check_real(num_gpus_per_worker, "num_gpus_per_worker")
+    if num_gpus_per_worker < 0:
+        raise InputError(f"num_gpus_per_worker: expected a number >= 0, received {num_gpus_per_worker!r}")
     sources = list(sources)
+    if not all(isinstance(s, (NpySource, FileListSource)) for s in sources):
+        raise InputError(f"sources: expected NpySource / FileListSource items, received "
+                         f"{[type(s).__name__ for s in sources]}")
     if not sources:
         return [] if into is None else None
     groups: dict[tuple[int, ...], list[int]] = {}
