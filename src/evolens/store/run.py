@@ -72,6 +72,19 @@ class Reference:
     meta: dict[str, Any]
 
 
+# The distinct scalar names as a skip scan over the (name, step, session) key: one index seek per name instead of
+# reading every scalar row as SELECT DISTINCT does (2 ms instead of 35 ms at 1,000,000 scalars of 100 names).
+# Callers append the SELECT over ``names``.
+_SCALAR_NAMES = ("WITH RECURSIVE names(name) AS (SELECT MIN(name) FROM scalars UNION ALL "
+                 "SELECT (SELECT name FROM scalars WHERE name > names.name ORDER BY name LIMIT 1) FROM names "
+                 "WHERE names.name IS NOT NULL) ")
+
+
+def _after(since: int | None) -> int:
+    """The lower bound of ``step > ?`` for an optional ``since`` (every step when None)."""
+    return -(2**63) if since is None else int(since)
+
+
 class Run:
     """A run directory opened for reading (and for appending analysis results).
 
@@ -157,7 +170,7 @@ class Run:
     def steps(self, since: int | None = None) -> np.ndarray:
         """Steps that have a snapshot, ascending, as an int64 array (only those after ``since`` when given)."""
         rows = self._conn.execute("SELECT step FROM snapshots WHERE step > ? ORDER BY step",
-                                  (-(2**63) if since is None else int(since),))
+                                  (_after(since),))
         return np.array([r[0] for r in rows], dtype=np.int64)
 
     def snapshot_overview(self) -> dict[str, Any]:
@@ -219,23 +232,14 @@ class Run:
     # -- scalars and events ------------------------------------------------------------------------
     def scalar_names(self) -> list[str]:
         """Names of every scalar series in the run, sorted."""
-        # a skip scan over the (name, step, session) key: one index seek per name instead of reading every
-        # scalar row as SELECT DISTINCT does (2 ms instead of 35 ms at 1,000,000 scalars of 100 names)
-        rows = self._conn.execute(
-            "WITH RECURSIVE names(name) AS (SELECT MIN(name) FROM scalars UNION ALL "
-            "SELECT (SELECT name FROM scalars WHERE name > names.name ORDER BY name LIMIT 1) FROM names "
-            "WHERE names.name IS NOT NULL) SELECT name FROM names WHERE name IS NOT NULL")
+        rows = self._conn.execute(_SCALAR_NAMES + "SELECT name FROM names WHERE name IS NOT NULL")
         return [r[0] for r in rows]
 
     def scalar_last_steps(self) -> dict[str, int]:
         """``{name: last step logged}`` of every scalar series, sorted by name — one index seek per name, so a
         view learns which series grew without reading them."""
-        rows = self._conn.execute(
-            "WITH RECURSIVE names(name) AS (SELECT MIN(name) FROM scalars UNION ALL "
-            "SELECT (SELECT name FROM scalars WHERE name > names.name ORDER BY name LIMIT 1) FROM names "
-            "WHERE names.name IS NOT NULL) "
-            "SELECT name, (SELECT MAX(step) FROM scalars WHERE scalars.name = names.name) FROM names "
-            "WHERE name IS NOT NULL")
+        rows = self._conn.execute(_SCALAR_NAMES + "SELECT name, (SELECT MAX(step) FROM scalars WHERE scalars.name "
+                                  "= names.name) FROM names WHERE name IS NOT NULL")
         return {r[0]: int(r[1]) for r in rows}
 
     def scalars(self, name: str, since: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -261,7 +265,7 @@ class Run:
         # a range read of the primary key (name, step, session_id), already in order: no sort, no subquery
         return self._conn.execute(
             "SELECT step, value FROM scalars WHERE name = ? AND step > ? ORDER BY step, session_id",
-            (name, -(2**63) if since is None else int(since)),
+            (name, _after(since)),
         ).fetchall()
 
     def event_overview(self) -> dict[str, Any]:

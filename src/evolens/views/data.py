@@ -278,8 +278,6 @@ def memorisation_gallery(run: Run, step: int | None = None, *, max_samples: int 
     "sample" (PNG data URI), "neighbours": [{"index", "distance", "image"}]}]}``; distances in the encoder's
     feature space (pixels by default), as stored.
     """
-    import base64
-
     from ..analyses.proximity import NEAREST_K
     from ..store.derived import NEAREST_TRAIN
 
@@ -303,14 +301,12 @@ def memorisation_gallery(run: Run, step: int | None = None, *, max_samples: int 
     if distances is None or indices is None or samples is None or train is None:
         return None
 
-    def uri(image: np.ndarray) -> str:
-        return "data:image/png;base64," + base64.b64encode(png_bytes(images_to_grid(image[None], pad=0), scale)).decode()
-
     ids = run.probe_ids(step)
     order = np.argsort(distances[:, 0], kind="stable")[:max_samples]
-    items = [{"probe": str(ids[i]), "sample": uri(samples[i]),
+    items = [{"probe": str(ids[i]), "sample": _image_uri(samples[i], scale),
               "neighbours": [{"index": int(indices[i, j]), "distance": round(float(distances[i, j]), 4),
-                              "image": uri(train[int(indices[i, j])])} for j in range(min(k, indices.shape[1]))]}
+                              "image": _image_uri(train[int(indices[i, j])], scale)}
+                             for j in range(min(k, indices.shape[1]))]}
              for i in order]
     return {"step": int(step), "steps": steps, "encoder_id": encoder_id, "reference": reference, "items": items}
 
@@ -319,16 +315,12 @@ def probe_thumbnails(run: Run, step: int, probe_ids: list[str] | None = None, *,
     """PNG data URIs of the samples of snapshot ``step`` for ``probe_ids`` (default: every probe, in row order),
     each upscaled to about ``size`` pixels — the map's hover thumbnails. None when the samples are not images;
     an unknown id gets an empty string."""
-    import base64
-
     samples = samples_as_images(run.samples(step))
     if samples is None:
         return None
     ids = [str(i) for i in run.probe_ids(step)]
     rows = range(len(ids)) if probe_ids is None else [ids.index(p) if p in ids else -1 for p in probe_ids]
-    scale = max(1, size // max(samples.shape[2:]))
-    return ["" if r < 0 else "data:image/png;base64," +
-            base64.b64encode(png_bytes(images_to_grid(samples[r][None], pad=0), scale)).decode() for r in rows]
+    return _thumbnails(samples, rows, size)
 
 
 def projection_track(run: Run, meta: dict[str, Any], probe_id: str, decimals: int = 3) -> dict[str, Any]:
@@ -412,8 +404,6 @@ def reference_thumbnails(run: Run, meta: dict[str, Any], positions: list[int] | 
     the map's reference points; default: all), upscaled to about ``size`` pixels — the map's hover images for
     reference points. None when the map's reference items cannot be found or are not images; a position out
     of range gets an empty string."""
-    import base64
-
     from ..analyses.projection import projection_reference_items
 
     items = projection_reference_items(run, meta.get("reference_name"), meta.get("max_reference"), meta.get("seed"))
@@ -422,8 +412,18 @@ def reference_thumbnails(run: Run, meta: dict[str, Any], positions: list[int] | 
     images = samples_as_images(run.reference(meta["reference_name"]).images)
     if images is None:
         return None
-    positions = list(range(len(items))) if positions is None else positions
+    positions = range(len(items)) if positions is None else positions
+    return _thumbnails(images, [int(items[p]) if 0 <= p < len(items) else -1 for p in positions], size)
+
+
+def _image_uri(image: np.ndarray, scale: int) -> str:
+    """One image (C, H, W) in [0, 1] as a PNG data URI, each pixel ``scale`` × ``scale``."""
+    import base64
+
+    return "data:image/png;base64," + base64.b64encode(png_bytes(images_to_grid(image[None], pad=0), scale)).decode()
+
+
+def _thumbnails(images: np.ndarray, rows: Any, size: int) -> list[str]:
+    """PNG data URIs of ``images[row]`` for each row, upscaled to about ``size`` pixels ("" for a row < 0)."""
     scale = max(1, size // max(images.shape[2:]))
-    return ["" if not 0 <= p < len(items) else "data:image/png;base64," +
-            base64.b64encode(png_bytes(images_to_grid(images[items[p]][None], pad=0), scale)).decode()
-            for p in positions]
+    return ["" if r < 0 else _image_uri(images[r], scale) for r in rows]

@@ -145,6 +145,12 @@ def _damaged_or(compute: Any) -> Any:
         return exc
 
 
+def _unless_damaged(compute: Any) -> Any:
+    """``compute()``, or None where it met a damaged array (an optional extra left out)."""
+    result = _damaged_or(compute)
+    return None if isinstance(result, StoreIntegrityError) else result
+
+
 def _section(build: Any, *args: Any) -> str:
     """One report section; a damaged store under it becomes a note in the section instead of a failed report."""
     try:
@@ -261,12 +267,9 @@ def _projection_html(runs: list[Run]) -> str:
         for s in steps:  # hover thumbnails of the probes drawn in each frame (images only)
             frame = data["frames"][str(s)]
             if frame["ids"] and len(frame["ids"]) <= MAX_THUMBNAILS_PER_FRAME:
-                frame["thumbs"] = _damaged_or(lambda s=s, ids=frame["ids"]: probe_thumbnails(run, s, ids, size=56))
-                if isinstance(frame["thumbs"], StoreIntegrityError):
-                    frame["thumbs"] = None
+                frame["thumbs"] = _unless_damaged(lambda s=s, ids=frame["ids"]: probe_thumbnails(run, s, ids, size=56))
         if 0 < len(data["reference"]["x"]) <= MAX_REFERENCE_THUMBNAILS:  # hover a reference point: its image
-            thumbs = _damaged_or(lambda: reference_thumbnails(run, meta, size=56))
-            data["ref_thumbs"] = None if isinstance(thumbs, StoreIntegrityError) else thumbs
+            data["ref_thumbs"] = _unless_damaged(lambda: reference_thumbnails(run, meta, size=56))
         scores = ", ".join(f"{k} {v:.3f}" for k, v in meta.get("scores", {}).items())
         parts.append(f"""
 <h3 style="font-size:14px">{_esc(run.name)} <span class="muted">({_esc(meta['layout'])} layout, {_esc(meta['encoder_id'])}
