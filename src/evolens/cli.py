@@ -135,7 +135,7 @@ def cmd_embed(args: argparse.Namespace) -> int:
               f"{total - result.computed} cached)"
               + (f"; skipped non-finite snapshots {result.skipped}" if result.skipped else ""))
         return 0
-    from .analyses.ray_engine import NpySource, image_files
+    from .analyses.ray_engine import NpySource, embed_into_shards, image_files
     from .encoders.registry import get_encoder
     from .store.shards import ShardWriter
 
@@ -150,19 +150,8 @@ def cmd_embed(args: argparse.Namespace) -> int:
         raise InputError("--out: expected a folder for the feature shards (embedding a file or a folder of images)")
     encoder = get_encoder(args.encoder, **kwargs)
     with ShardWriter(args.out) as writer:
-        if args.engine == "ray":
-            from .analyses.ray_engine import embed_sources
-
-            embed_sources(encoder, [source], address=args.address, workers=args.workers, batch_size=args.batch_size,
-                          progress=not args.quiet, into=writer)
-        else:
-            from tqdm.auto import tqdm
-
-            step = args.batch_size or encoder.default_batch_size
-            for start in tqdm(range(0, source.n, step * 16), desc=f"embedding ({encoder.name})", unit="chunk",
-                              disable=args.quiet):
-                rows = np.arange(start, min(start + step * 16, source.n))
-                writer.append(encoder.encode(source.read(rows), args.batch_size))
+        embed_into_shards(encoder, source, writer, engine=args.engine, address=args.address, workers=args.workers,
+                          batch_size=args.batch_size, progress=not args.quiet)
     print(f"{encoder.id}: {source.n} images embedded into {args.out}")
     return 0
 

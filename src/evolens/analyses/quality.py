@@ -77,10 +77,7 @@ def _metrics_for(ref: _ReferenceSide, fake: np.ndarray, metrics: Sequence[str]) 
 def _statistics(features: Any) -> Q.FeatureStatistics:
     """FID statistics of an array, or of a ``ShardedFeatures`` merged shard by shard (never all rows at once)."""
     if isinstance(features, ShardedFeatures):
-        statistics = Q.FeatureStatistics()
-        for _, block in features.blocks():
-            statistics.update(block)
-        return statistics
+        return Q.FeatureStatistics().update_blocks(block for _, block in features.blocks())
     return Q.FeatureStatistics().update(features)
 
 

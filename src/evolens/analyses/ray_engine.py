@@ -26,7 +26,7 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["FileListSource", "NpySource", "embed_sources", "image_files"]
+__all__ = ["FileListSource", "NpySource", "embed_into_shards", "embed_sources", "image_files"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
@@ -227,3 +227,23 @@ def _pipeline(ray: Any, encoder: Any, sources: list[Any], workers: int, threads:
                                                                   threads, batch_size),
                               compute=ray.data.ActorPoolStrategy(size=workers), batch_size=1, batch_format="numpy",
                               num_cpus=threads if not num_gpus else 1, num_gpus=num_gpus or None)
+
+
+def embed_into_shards(encoder: Any, source: NpySource | FileListSource, writer: Any, *, engine: str = "local",
+                      address: str | None = None, workers: int | None = None, batch_size: int | None = None,
+                      progress: bool = True, description: str | None = None) -> None:
+    """Embed every image of ``source`` with ``encoder`` and append the features, in order, to ``writer`` (a
+    ``ShardWriter``): in this process, 16 encoder batches at a time, or on Ray (``engine="ray"``, see
+    ``embed_sources``). Memory: one chunk of images and its features, whatever the size of the source."""
+    if engine == "ray":
+        embed_sources(encoder, [source], address=address, workers=workers, batch_size=batch_size, progress=progress,
+                      into=writer)
+        return
+    if engine != "local":
+        raise InputError(f"engine: expected 'local' or 'ray', received {engine!r}")
+    from tqdm.auto import tqdm
+
+    chunk = (batch_size or encoder.default_batch_size) * 16
+    for start in tqdm(range(0, source.n, chunk), desc=description or f"embedding ({encoder.name})", unit="chunk",
+                      disable=not progress):
+        writer.append(encoder.encode(source.read(np.arange(start, min(start + chunk, source.n))), batch_size))

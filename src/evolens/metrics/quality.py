@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 from scipy import linalg
@@ -238,6 +238,13 @@ class FeatureStatistics:
         self._scatter += batch_scatter + np.outer(delta, delta) * (self.n * m / total)
         self._mean += delta * (m / total)
         self.n = total
+        return self
+
+    def update_blocks(self, blocks: Iterable[Any]) -> "FeatureStatistics":
+        """``update`` with every (m, d) block of ``blocks`` in turn (e.g. the shards of a reference too large for
+        memory, one at a time); returns self."""
+        for block in blocks:
+            self.update(block)
         return self
 
     @property

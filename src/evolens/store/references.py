@@ -140,24 +140,15 @@ def add_named_reference(name: str, images: Any, labels: Any = None, *, encoder: 
         import shutil
 
         shutil.rmtree(folder)
+    from ..analyses.ray_engine import NpySource, embed_into_shards
+
     writer = ShardWriter(folder, shard_rows=shard_rows)
     stored = reference.images
-    if engine == "ray":
-        from ..analyses.ray_engine import NpySource, embed_sources
-
-        embed_sources(encoder, [NpySource(str(stored.filename), len(stored))],
-                      address=address, workers=workers, batch_size=batch_size, progress=progress, into=writer)
-    else:
-        from tqdm.auto import tqdm
-
-        chunk = (batch_size or encoder.default_batch_size) * 16
-        for start in tqdm(range(0, len(stored), chunk), desc=f"embedding {name} ({encoder.name})", unit="chunk",
-                          disable=not progress):
-            writer.append(encoder.encode(np.asarray(stored[start:start + chunk]), batch_size))
+    embed_into_shards(encoder, NpySource(str(stored.filename), len(stored)), writer, engine=engine, address=address,
+                      workers=workers, batch_size=batch_size, progress=progress,
+                      description=f"embedding {name} ({encoder.name})")
     features = writer.close()
-    statistics = FeatureStatistics()
-    for _, block in features.blocks():  # streamed: one shard at a time
-        statistics.update(block)
+    statistics = FeatureStatistics().update_blocks(block for _, block in features.blocks())  # one shard at a time
     with open_run(path) as run:
         run.add_derived(FID_STATISTICS, statistics.state(), encoder_id=encoder.id, source=reference.content_hash)
         run.add_event(FEATURES_EVENT, f"{features.shape[0]} features of {name} with {encoder.id}",
