@@ -22,12 +22,18 @@ MOUNTINFO = """\
 31 22 0:41 / /mnt/shared/local\\040disk rw - xfs /dev/vdb rw
 32 22 0:42 / /home/me/remote rw - fuse.sshfs me@host:/ rw
 33 22 0:43 / /scratch rw - lustre 10.0.0.1@tcp:/fs rw
+34 22 0:44 / /données/équipe rw - nfs4 server:/équipe rw
+35 22 0:45 / /odd\\134dir rw - cifs //host/share rw
+36 22 0:46 / /stray\\ rw - ext4 /dev/vdc rw
 """
 
 
 @pytest.mark.parametrize("path, expected, network", [
     ("/mnt/shared/runs/a", "nfs4", True), ("/mnt/shared/local disk/run", "xfs", False),
     ("/home/me/remote/run", "fuse.sshfs", True), ("/scratch/x", "lustre", True), ("/work/run", "ext4", False),
+    ("/données/équipe/runs/a", "nfs4", True),  # UTF-8 mount points as the kernel writes them
+    ("/odd\\dir/run", "cifs", True),  # an octal-escaped backslash
+    ("/stray\\/run", "ext4", False),  # a backslash that is no escape is kept, and breaks nothing
 ])
 def test_network_filesystems_from_mountinfo(path, expected, network):
     assert P.filesystem_type(path, MOUNTINFO) == expected

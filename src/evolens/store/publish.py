@@ -21,6 +21,7 @@ cannot share it, and their file locks may not be honoured. So evolens keeps this
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sqlite3
 import time
@@ -43,7 +44,10 @@ _warned: set[str] = set()
 
 
 def _unescape(field: str) -> str:
-    return field.encode().decode("unicode_escape") if "\\" in field else field
+    """A mountinfo path field: the kernel writes space, tab, newline and backslash as three-digit octal escapes
+    (``\\040``…); everything else, UTF-8 included, is as it is (unicode_escape mangled non-ASCII mount points and
+    raised on a lone backslash — in a check that runs when a capture opens)."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
 def filesystem_type(path: str | os.PathLike, mountinfo: str | None = None) -> str | None:

@@ -174,7 +174,10 @@ class RunWriter:
                 self._acquire_lock()
                 from .publish import network_filesystem
 
-                network_filesystem(self.run_dir, warn=True)  # WAL needs every reader on this host: say so once
+                try:  # advisory (WAL needs every reader on this host: say so once); never a reason not to capture
+                    network_filesystem(self.run_dir, warn=True)
+                except Exception:  # pragma: no cover - an unreadable or unparsable mount table
+                    pass
             if state != "run" and not layout.db_path(self.run_dir).exists():
                 layout.create_database(self.run_dir, name=name or self.run_dir.resolve().name, config_json=config_json)
             self.conn = layout.connect(self.run_dir, readonly=False)
