@@ -143,6 +143,11 @@ def create_app(run_dir: str | os.PathLike, *, allowed_hosts: Iterable[str] = ())
             response.headers.setdefault(name, value)
         return response
 
+    def png_answer(data_uri: str) -> Response:
+        """A thumbnail's PNG data URI as an image answer (a snapshot never changes: cached an hour)."""
+        return Response(base64.b64decode(data_uri.split(",", 1)[1]), media_type="image/png",
+                        headers={"Cache-Control": "public, max-age=3600"})
+
     @contextmanager
     def opened(run_id: str) -> Iterator[Run]:
         path = run_ids(root).get(run_id)
@@ -222,8 +227,7 @@ def create_app(run_dir: str | os.PathLike, *, allowed_hosts: Iterable[str] = ())
             thumbs = views.probe_thumbnails(run, step, [probe])
             if not thumbs or not thumbs[0]:
                 raise HTTPException(404, f"no image sample of probe {probe!r} at step {step} in run {run_id!r}")
-            return Response(base64.b64decode(thumbs[0].split(",", 1)[1]), media_type="image/png",
-                            headers={"Cache-Control": "public, max-age=3600"})
+            return png_answer(thumbs[0])
 
     @app.get("/api/runs/{run_id}/samples/{step}.png")
     def samples_png(run_id: str, step: int, max_images: int = Query(100, ge=1, le=1024)) -> Response:
@@ -274,8 +278,7 @@ def create_app(run_dir: str | os.PathLike, *, allowed_hosts: Iterable[str] = ())
             thumbs = None if meta is None else views.reference_thumbnails(run, meta, [point])
             if not thumbs or not thumbs[0]:
                 raise HTTPException(404, f"no reference image behind point {point} of the map of run {run_id!r}")
-            return Response(base64.b64decode(thumbs[0].split(",", 1)[1]), media_type="image/png",
-                            headers={"Cache-Control": "public, max-age=3600"})
+            return png_answer(thumbs[0])
 
     @app.get("/api/runs/{run_id}/projection/{step}")
     def projection_step(run_id: str, step: int, max_points: int = Query(5000, ge=1, le=50_000)) -> JSONResponse:
