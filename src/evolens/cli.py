@@ -183,7 +183,7 @@ def cmd_reference(args: argparse.Namespace) -> int:
     kwargs = {"path": args.weights} if args.weights else {}
     reference = R.add_named_reference(args.name, np.asarray(images), labels, encoder=args.encoder, store=args.store,
                                       batch_size=args.batch_size, engine=args.engine, address=args.address,
-                                      workers=args.workers, progress=not args.quiet, **kwargs)
+                                      workers=args.workers, progress=not args.quiet, radii=args.radii, **kwargs)
     print(f"reference {reference.name!r}: {reference.n} images, features for {', '.join(reference.encoders())} "
           f"in {reference.path}")
     return 0
@@ -407,6 +407,9 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--engine", choices=("local", "ray"), default="local")
     q.add_argument("--address", default=None)
     q.add_argument("--workers", type=positive_int, default=None)
+    q.add_argument("--no-radii", dest="radii", action="store_false",
+                   help="skip the k-NN radii of precision/recall and density/coverage (a search quadratic in the "
+                        "number of images; a run's quality analysis computes and stores them on first use)")
     q.add_argument("--quiet", action="store_true")
     q = actions.add_parser("list", help="the stored references and their encoders")
     q = actions.add_parser("use", help="give a run a stored reference (its features are not embedded again)")

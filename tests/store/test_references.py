@@ -79,7 +79,7 @@ def test_cli_reference_add_list_use(tmp_path, capsys):
     np.save(tmp_path / "labels.npy", data.labels[:300])
     store = str(tmp_path / "store")
     assert main(["reference", "add", "digits", str(tmp_path / "images.npy"), "--labels", str(tmp_path / "labels.npy"),
-                 "--encoder", "pixels", "--store", store, "--quiet"]) == 0
+                 "--encoder", "pixels", "--store", store, "--quiet", "--no-radii"]) == 0
     assert main(["reference", "list", "--store", store]) == 0
     out = capsys.readouterr().out
     assert "digits" in out and "300" in out and "pixels" in out
@@ -88,6 +88,9 @@ def test_cli_reference_add_list_use(tmp_path, capsys):
     assert main(["reference", "use", str(tmp_path / "run"), "digits", "--as", "train", "--store", store]) == 0
     reference = NamedReference(tmp_path / "store" / "digits")
     np.testing.assert_array_equal(reference.labels, data.labels[:300])
+    from evolens.store.derived import PRDC_RADII
+
+    assert reference.derived(PRDC_RADII, encoder_id=reference.encoders()[0], params={"k": 3}) is None  # --no-radii
     assert main(["reference", "add", "x", str(tmp_path / "missing.npy"), "--store", store, "--quiet"]) == 2
 
 
@@ -151,9 +154,10 @@ def test_proximity_against_a_named_reference_equals_a_local_one_in_flat_memory(t
     assert peaks[4000] - peaks[1000] < 1.5 * shard_bytes, peaks  # 3,000 more rows would be 3 shards
 
 
-@pytest.mark.parametrize("metrics", [("fid",), ("fid", "kid", "prdc")])
+@pytest.mark.parametrize("metrics", [("fid",), ("fid", "kid", "prdc", "cmmd")])
 def test_quality_against_a_named_reference_equals_a_local_one(tmp_path, monkeypatch, metrics):
-    """FID streams the shards (per class too, through boolean masks on the shards); KID and PRDC load them."""
+    """Every metric reads the shards one at a time (per class through selections of the shards) and equals the
+    local run's value."""
     data = digits("train")
     store = tmp_path / "store"
     monkeypatch.setenv("EVOLENS_REFERENCES", str(store))
@@ -173,4 +177,74 @@ def test_quality_against_a_named_reference_equals_a_local_one(tmp_path, monkeypa
     assert runs["shared"].values.keys() == runs["local"].values.keys()
     for step, row in runs["local"].values.items():
         assert any("/class=" in name for name in row)  # per-class values were computed on both sides
-        assert runs["shared"].values[step] == pytest.approx(row, rel=1e-9, abs=1e-9), step
+        # FID: the stored statistics' eigen path against the local run's cross-product one (fewer samples than
+        # dimensions): both exact, they agree to 1e-6. KID: float32 kernels of each subset against the local
+        # run's whole-kernel tiles (cheaper for 800 rows), summed in float64: 1e-5. The rest is the same
+        # arithmetic, block by block: 1e-9.
+        for name, value in row.items():
+            tolerance = 1e-6 if "/fid" in name else 1e-5 if "/kid" in name else 1e-9
+            assert runs["shared"].values[step][name] == pytest.approx(value, rel=tolerance, abs=1e-9), (step, name)
+
+
+def test_reference_side_quantities_live_in_the_named_reference(tmp_path, monkeypatch):
+    """k-NN radii are stored when the reference is added; what a run computes of the reference alone (per-class
+    statistics and radii, the CMMD term) is stored in the named reference, and a second run computes none of it."""
+    from evolens.metrics import quality as Q
+    from evolens.store.derived import CMMD_REFERENCE_TERM, FID_STATISTICS, PRDC_RADII
+    from evolens.store.run import open_run
+
+    data = digits("train")
+    store = tmp_path / "store"
+    monkeypatch.setenv("EVOLENS_REFERENCES", str(store))
+    reference = add_named_reference("digits-500", data.images[:500], data.labels[:500], encoder="pixels",
+                                    store=store, shard_rows=128, progress=False)
+    encoder_id = reference.encoders()[0]
+    features = reference.features(encoder_id).load()
+    for k in (3, 5):
+        np.testing.assert_allclose(reference.derived(PRDC_RADII, encoder_id=encoder_id, params={"k": k}),
+                                   Q.prdc_radii(features, k), rtol=1e-12)
+    for name in ("a", "b"):
+        with RunWriter(tmp_path / name, name=name) as writer:
+            writer.write_snapshot(0, {"samples": data.images[900:960], "labels": data.labels[900:960]})
+        use_named_reference(tmp_path / name, "digits-500", as_name="train")
+    first = analyses.quality(tmp_path / "a", encoder="pixels", metrics=("fid", "prdc", "cmmd"), progress=False)
+    assert reference.derived(CMMD_REFERENCE_TERM, encoder_id=encoder_id) is not None
+    assert reference.derived(FID_STATISTICS, encoder_id=encoder_id, params={"class": 3}) is not None
+    assert reference.derived(PRDC_RADII, encoder_id=encoder_id, params={"class": 3, "k": 5}) is not None
+    with open_run(tmp_path / "a") as run:
+        assert run.derived_keys(PRDC_RADII) == [] and run.derived_keys(FID_STATISTICS) == []
+    calls = []
+    for name in ("knn_radii", "cmmd_reference_term", "_statistics"):
+        module = Q if name != "_statistics" else __import__("evolens.analyses.quality", fromlist=["x"])
+        original = getattr(module, name)
+        monkeypatch.setattr(module, name, lambda *a, _o=original, _n=name, **kw: calls.append(_n) or _o(*a, **kw))
+    second = analyses.quality(tmp_path / "b", encoder="pixels", metrics=("fid", "prdc", "cmmd"), progress=False)
+    assert calls == [] and second.values == first.values
+
+
+def test_quality_against_a_named_reference_in_flat_memory(tmp_path, monkeypatch):
+    """FID, KID, PRDC and CMMD against a named reference 4x larger (same shard size): traced memory grows by
+    less than one shard."""
+    import tracemalloc
+
+    from evolens.data import mnist
+
+    data, held = mnist("train"), mnist("heldout")
+    store = tmp_path / "store"
+    monkeypatch.setenv("EVOLENS_REFERENCES", str(store))
+    peaks = {}
+    order = np.random.default_rng(0).permutation(4000)  # mnist("train") is sorted by class
+    for rows in (1000, 4000):
+        add_named_reference(f"mnist-{rows}", data.images[order[:rows]], data.labels[order[:rows]], encoder="pixels",
+                            store=store, shard_rows=500, progress=False)
+        with RunWriter(tmp_path / f"run{rows}", name="run") as writer:
+            writer.write_snapshot(0, {"samples": held.images[::10], "labels": held.labels[::10]})
+        use_named_reference(tmp_path / f"run{rows}", f"mnist-{rows}", as_name="train")
+        analyses.embedding(tmp_path / f"run{rows}", encoder="pixels", progress=False)
+        tracemalloc.start()
+        result = analyses.quality(tmp_path / f"run{rows}", encoder="pixels", progress=False)
+        peaks[rows] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert any("/precision/class=" in name for name in result.values[0])
+    shard_bytes = 500 * 784 * 4
+    assert peaks[4000] - peaks[1000] < shard_bytes, peaks  # loading the 3,000 more rows would be 6 shards

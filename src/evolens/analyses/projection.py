@@ -131,7 +131,7 @@ def projection(
             all_features = embedded.references[reference]
             index = reference_subsample(all_features.shape[0], max_reference, seed)
             ref_features = all_features[index]
-            labels = run.reference(reference).labels
+            labels = run.reference_labels(reference)
             ref_labels = labels[index] if labels is not None else None
         ids = [run.probe_ids(s) for s in chosen]
         model = EvolutionaryTSNE(layout=layout, random_state=seed, **params)

@@ -5,6 +5,10 @@ KID, precision/recall/density/coverage, Vendi and CMMD of every snapshot against
 them as scalars named with their encoder and reference (``quality/fid@<encoder id>~train``, per class
 ``quality/fid/class=3@...``), so two encoders never overwrite each other. Reference-side quantities (FID
 statistics, k-NN radii) are computed once and stored in the run; a second call computes nothing.
+
+Against a named reference (``evolens.store.references``) the reference side is its shards, read one at a time
+(KID gathers its subsets' rows, FID uses the stored statistics), and its reference-side quantities are read
+from, or stored once into, the named reference for every run that uses it.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from ..encoders import Encoder, get_encoder
 from ..errors import InputError
 from ..metrics import quality as Q
 from ..store.derived import CMMD_REFERENCE_TERM, FID_STATISTICS, PRDC_RADII
+from ..store.references import NamedReference, named_reference_of
 from ..store.shards import ShardedFeatures
 from ..store.run import Run, opened
 from ._base import AnalysisResult, check_reference_name, choose_steps, per_snapshot
@@ -28,15 +33,15 @@ from .embedding import embedding
 __all__ = ["QUALITY_METRICS", "quality"]
 
 QUALITY_METRICS = ("fid", "kid", "prdc", "vendi", "cmmd")
-PRECISION_RECALL_K = 3  # Kynkäänniemi et al. 2019
-DENSITY_COVERAGE_K = 5  # Naeem et al. 2020
+PRECISION_RECALL_K = Q.PRECISION_RECALL_K
+DENSITY_COVERAGE_K = Q.DENSITY_COVERAGE_K
 
 
 @dataclass
 class _ReferenceSide:
     """Everything that depends only on the reference features of one group (all, or one class)."""
 
-    features: np.ndarray
+    features: Any  # (n, d) array, or a blocked set (ShardedFeatures / RowSelection) read a shard at a time
     stats: Q.FeatureStatistics | None = None
     radii: dict[int, np.ndarray] = field(default_factory=dict)
     cmmd_term: float | None = None
@@ -53,7 +58,7 @@ def _metrics_for(ref: _ReferenceSide, fake: np.ndarray, metrics: Sequence[str]) 
     if n_fake < 2 or ref.n < 2:
         return out
     if "fid" in metrics:
-        if n_fake < fake.shape[1]:
+        if n_fake < fake.shape[1] and not Q.is_blocked(ref.features):
             out[N.FID] = Q.fid(ref.features, fake)  # the low-rank path, exact
         else:
             mu, cov = Q.fid_statistics(fake)
@@ -75,26 +80,33 @@ def _metrics_for(ref: _ReferenceSide, fake: np.ndarray, metrics: Sequence[str]) 
 
 
 def _statistics(features: Any) -> Q.FeatureStatistics:
-    """FID statistics of an array, or of a ``ShardedFeatures`` merged shard by shard (never all rows at once)."""
-    if isinstance(features, ShardedFeatures):
+    """FID statistics of an array, or of a blocked set merged shard by shard (never all rows at once)."""
+    if Q.is_blocked(features):
         return Q.FeatureStatistics().update_blocks(block for _, block in features.blocks())
     return Q.FeatureStatistics().update(features)
 
 
-def _stored_reference_side(run: Run, reference: str, encoder_id: str, features: np.ndarray,
-                           metrics: Sequence[str], cls: Any = None) -> _ReferenceSide:
+def _stored_reference_side(run: Run, reference: str, encoder_id: str, features: Any,
+                           metrics: Sequence[str], cls: Any = None, shared: NamedReference | None = None,
+                           ) -> _ReferenceSide:
     """The reference side of all reference items (``cls`` None) or of one class, with its FID statistics, k-NN
-    radii and CMMD term read from the run, or computed once and stored there (a live worker calls this for
-    every snapshot)."""
+    radii and CMMD term read from the run — or from the named reference ``shared`` whose shards ``features``
+    are — or computed once and stored there (in ``shared`` when given: every run using it reads them). A live
+    worker calls this for every snapshot."""
     key = {"encoder_id": encoder_id, "source": run.reference_hash(reference)}
     group = {} if cls is None else {"class": cls}
     meta = {"reference": reference, **group}
 
     def stored(kind: str, compute, **params):
         value = run.derived(kind, params={**group, **params}, **key)
+        if value is None and shared is not None:
+            value = shared.derived(kind, encoder_id=encoder_id, params={**group, **params})
         if value is None:
             value = compute()
-            run.add_derived(kind, value, params={**group, **params}, meta=meta, **key)
+            if shared is not None:
+                shared.add_derived(kind, value, encoder_id=encoder_id, params={**group, **params}, meta=meta)
+            else:
+                run.add_derived(kind, value, params={**group, **params}, meta=meta, **key)
         return value
 
     n = features.shape[0]
@@ -153,19 +165,20 @@ def quality(
 
         def prepare(todo: list[int]):
             embedded = embedding(run, encoder=encoder, reference=[reference], steps=todo, progress=progress)
-            ref_features = embedded.references[reference]
-            if isinstance(ref_features, ShardedFeatures) and set(metrics) - {"fid", "vendi"}:
-                # a named reference's shards: FID streams them, KID / PRDC / CMMD need the features in memory
-                ref_features = np.asarray(ref_features)
-            overall = _stored_reference_side(run, reference, encoder.id, ref_features, metrics)
+            ref_features = embedded.references[reference]  # a named reference's shards stay on disk
+            shared = named_reference_of(ref_features) if isinstance(ref_features, ShardedFeatures) else None
+            overall = _stored_reference_side(run, reference, encoder.id, ref_features, metrics, shared=shared)
             per_class: dict[Any, _ReferenceSide] = {}
-            ref_labels = run.reference(reference).labels if by == "label" else None
+            ref_labels = run.reference_labels(reference) if by == "label" else None
             if by == "label" and ref_labels is None:
                 result.skipped["by=label"] = f"reference {reference!r} has no labels"
             elif ref_labels is not None:
-                per_class = {label.item(): _stored_reference_side(run, reference, encoder.id,
-                                                                  ref_features[ref_labels == label], metrics,
-                                                                  cls=label.item())
+                def rows_of(label):  # one class: a selection of the shards (nothing read yet), or an array
+                    mask = ref_labels == label
+                    return ref_features.select(mask) if shared is not None else ref_features[mask]
+
+                per_class = {label.item(): _stored_reference_side(run, reference, encoder.id, rows_of(label),
+                                                                  metrics, cls=label.item(), shared=shared)
                              for label in np.unique(ref_labels)}
 
             def compute(step: int) -> dict[str, float]:

@@ -12,6 +12,10 @@ implementation the field uses (tests state the tolerances):
 - ``cmmd``: Jayasumana et al. 2024, MMD² with a Gaussian RBF kernel, σ = 10, scaled by 1000 (the authors'
   estimator, which keeps the kernel diagonal).
 - ``vendi``: Friedman & Dieng 2023, exp of the entropy of the eigenvalues of the cosine-similarity matrix / n.
+
+The real side of KID, PRDC and CMMD (and ``prdc_radii``, ``cmmd_reference_term``) may also be a *blocked* set —
+a ``ShardedFeatures`` or ``RowSelection`` too large for memory (a named reference): it is read one shard at a
+time (KID gathers only its subsets' rows), so memory is set by the shard and the fake set, not the reference.
 """
 
 from __future__ import annotations
@@ -25,8 +29,8 @@ from scipy import linalg
 
 from .._validation import check_array, check_int, check_positive, check_real, check_seed, count_nonfinite, describe
 from ..errors import InputError
-from ._distances import (blocks, centred_pair, kth_smallest_sq_dist, rounding_margin, row_sq_norms, sq_dist_block,
-                         strictly_within)
+from ._distances import (blocks, centred_pair, kth_smallest_sq_dist, knn_sq, reference_blocks, rounding_margin,
+                         row_sq_norms, sq_dist_block, strictly_within)
 
 __all__ = [
     "FeatureStatistics",
@@ -36,6 +40,8 @@ __all__ = [
     "cmmd_reference_term",
     "density_coverage",
     "fid_statistics",
+    "is_blocked",
+    "knn_radii",
     "fid",
     "fid_from_statistics",
     "kid",
@@ -81,6 +87,45 @@ def _check_pair(
             f"{names[1]}: expected {first.shape[1]} feature dimensions like {names[0]}, received shape={second.shape}"
         )
     return first, second
+
+
+PRECISION_RECALL_K = 3  # Kynkäänniemi et al. 2019: the k of improved precision and recall
+DENSITY_COVERAGE_K = 5  # Naeem et al. 2020: the k of density and coverage
+
+
+def is_blocked(x: Any) -> bool:
+    """Whether ``x`` is a blocked feature set (``shape``, ``dtype``, ``blocks()``, ``take()``: a ``ShardedFeatures``
+    or ``RowSelection``) rather than an array."""
+    return hasattr(x, "blocks") and hasattr(x, "take") and not isinstance(x, np.ndarray)
+
+
+def _check_real_side(real: Any, fake: Any, dtype: Any = None, min_samples: int = 2) -> tuple[Any, np.ndarray]:
+    """``_check_pair`` for a real side that may be blocked: its shape, dtype and finiteness are read from its
+    manifest (no rows loaded); the fake array takes the real's float dtype (or ``dtype``)."""
+    if not is_blocked(real):
+        return _check_pair(real, fake, min_samples, dtype)
+    n, d = real.shape
+    if n < min_samples:
+        raise InputError(f"real: expected at least {min_samples} samples, received {n}")
+    if not real.all_finite():
+        raise InputError(f"real: expected finite features, found NaN/inf values in the stored shards of {real!r}")
+    fake_dtype = dtype if dtype is not None else (real.dtype if real.dtype in (np.float32, np.float64) else np.float64)
+    fake = check_features(fake, "fake", min_samples, fake_dtype)
+    if fake.shape[1] != d:
+        raise InputError(f"fake: expected {d} feature dimensions like real, received shape={fake.shape}")
+    return real, fake
+
+
+def _centre_of(real: Any) -> np.ndarray:
+    """The row mean (d,) float64 of an array or a blocked set (its stored mean, else one pass over its blocks)."""
+    if not is_blocked(real):
+        return real.mean(axis=0, dtype=np.float64)
+    if real.mean is not None:
+        return np.asarray(real.mean, dtype=np.float64)
+    total = np.zeros(real.shape[1])
+    for _, block in real.blocks():
+        total += block.sum(axis=0, dtype=np.float64)
+    return total / real.shape[0]
 
 
 def _check_k(k: int, n_real: int, n_fake: int) -> int:
@@ -333,7 +378,7 @@ def kid(
     with float32 kernels and float64 sums (float64 features in float64); the kernel's constant coef0^degree,
     which cancels in the estimate, is left out before summing.
     """
-    real, fake = _check_pair(real, fake, dtype=None)
+    real, fake = _check_real_side(real, fake)
     subsets = check_int(subsets, "subsets", minimum=1)
     subset_size = check_int(subset_size, "subset_size", minimum=2)
     degree = check_int(degree, "degree", minimum=1)
@@ -347,7 +392,7 @@ def kid(
     coefficients = [math.comb(degree, i) * coef0 ** (degree - i) for i in range(1, degree + 1)]
     rng = np.random.default_rng(seed)
     draws = [(rng.choice(n_real, m, replace=False), rng.choice(n_fake, m, replace=False)) for _ in range(subsets)]
-    if _kid_whole_kernels_cheaper(n_real, n_fake, m, subsets):
+    if not is_blocked(real) and _kid_whole_kernels_cheaper(n_real, n_fake, m, subsets):
         real_index = np.stack([a for a, _ in draws])
         fake_index = np.stack([b for _, b in draws])
         xx, xx_diagonal = _subset_kernel_sums(real, None, real_index, None, coefficients, gamma)
@@ -357,7 +402,8 @@ def kid(
         return float(values.mean()), float(values.std())
     values = np.empty(subsets)
     for i, (a, b) in enumerate(draws):
-        x, y = real[a], fake[b]
+        x = np.asarray(real.take(a), dtype=fake.dtype) if is_blocked(real) else real[a]  # m rows of a blocked set
+        y = fake[b]
         xx, xx_diagonal = _shifted_polynomial_kernel_sum(x, None, coefficients, gamma)
         yy, yy_diagonal = _shifted_polynomial_kernel_sum(y, None, coefficients, gamma)
         xy, _ = _shifted_polynomial_kernel_sum(x, y, coefficients, gamma)
@@ -418,10 +464,29 @@ class PRDC:
 
 def prdc_radii(real: Any, k: int) -> np.ndarray:
     """Squared distance of each real sample to its k-th nearest other real sample (n,), exact, float64, for reuse
-    in ``prdc``."""
-    real = check_features(real, "real", dtype=None)
-    _check_k(k, real.shape[0], real.shape[0])
-    return kth_smallest_sq_dist(real, real, k + 1)
+    in ``prdc``. ``real`` may be blocked (one shard of queries searched against the shards at a time)."""
+    return knn_radii(real, (k,))[k]
+
+
+def knn_radii(real: Any, ks: Iterable[int]) -> dict[int, np.ndarray]:
+    """``{k: prdc_radii(real, k)}`` for several k from one neighbour search (the largest k's)."""
+    ks = sorted({int(k) for k in ks})
+    if not ks:
+        raise InputError("ks: expected at least one k, received none")
+    if is_blocked(real):
+        real, _ = _check_real_side(real, np.zeros((2, real.shape[1]), dtype=real.dtype))
+    else:
+        real = check_features(real, "real", dtype=None)
+    for k in ks:
+        _check_k(k, real.shape[0], real.shape[0])
+    wanted = ks[-1] + 1  # the point itself counts (distance 0)
+    if not is_blocked(real):
+        distances, _ = knn_sq(real, real, wanted)
+    else:
+        distances = np.empty((real.shape[0], wanted))
+        for offset, block in reference_blocks(real):
+            distances[offset:offset + block.shape[0]] = knn_sq(np.asarray(block), real, wanted)[0]
+    return {k: np.ascontiguousarray(distances[:, k]) for k in ks}
 
 
 def prdc(
@@ -439,7 +504,7 @@ def prdc(
     comparisons are strict (``<``), as in ``prdc``. ``real_radii`` (from ``prdc_radii(real, k)``) skips
     recomputing the real set's radii when many fake sets are compared with one real set.
     """
-    real, fake = _check_pair(real, fake, dtype=None)  # float32 features stay float32: no copy, fast GEMMs
+    real, fake = _check_real_side(real, fake)  # float32 features stay float32: no copy, fast GEMMs
     k = _check_k(k, real.shape[0], fake.shape[0])
     row_block = check_int(row_block, "row_block", minimum=1)
     col_block = check_int(col_block, "col_block", minimum=1)
@@ -448,26 +513,37 @@ def prdc(
         if radii.shape != (real.shape[0],) or count_nonfinite(radii) or np.any(radii < 0):
             raise InputError(f"real_radii: expected ({real.shape[0]},) finite squared radii >= 0 (prdc_radii(real, "
                              f"k)), received {describe(real_radii)}")
-    real_r2 = (kth_smallest_sq_dist(real, real, k + 1, row_block=row_block, col_block=col_block)
-               if real_radii is None else np.asarray(real_radii, dtype=np.float64))
+    if real_radii is not None:
+        real_r2 = np.asarray(real_radii, dtype=np.float64)
+    elif is_blocked(real):
+        real_r2 = prdc_radii(real, k)
+    else:
+        real_r2 = kth_smallest_sq_dist(real, real, k + 1, row_block=row_block, col_block=col_block)
     fake_r2 = kth_smallest_sq_dist(fake, fake, k + 1, row_block=row_block, col_block=col_block)
-    centred_fake, centred_real = centred_pair(fake, real)
-    real_sq, fake_sq = row_sq_norms(centred_real), row_sq_norms(centred_fake)
+    # both sets shifted by the real mean (distances unchanged; the expansion's norms lose the common offset)
+    centre = _centre_of(real).astype(fake.dtype)
+    centred_fake = fake - centre if np.any(centre) else fake
+    fake_sq = row_sq_norms(centred_fake)
     in_real_manifold = np.zeros(fake.shape[0], dtype=bool)   # precision: fake inside some real ball
     density_counts = np.zeros(fake.shape[0], dtype=np.int64)  # density: how many real balls hold it
     real_covered_by_fake = np.zeros(real.shape[0], dtype=bool)  # recall: real inside some fake ball
     real_has_fake_inside = np.zeros(real.shape[0], dtype=bool)  # coverage: some fake inside the real's ball
-    for rows in blocks(fake.shape[0], row_block):
-        for cols in blocks(real.shape[0], col_block):
-            d2 = sq_dist_block(centred_fake[rows], centred_real[cols], fake_sq[rows], real_sq[cols])
-            margin = rounding_margin(fake_sq[rows], real_sq[cols], real.shape[1], real.dtype)
-            # ties with a radius (duplicated rows: the memorisation case) are decided on exact distances
-            inside_real = strictly_within(d2, real_r2[None, cols], margin, fake, real, rows.start, cols.start)
-            in_real_manifold[rows] |= inside_real.any(axis=1)
-            density_counts[rows] += inside_real.sum(axis=1)
-            real_has_fake_inside[cols] |= inside_real.any(axis=0)
-            inside_fake = strictly_within(d2, fake_r2[rows, None], margin, fake, real, rows.start, cols.start)
-            real_covered_by_fake[cols] |= inside_fake.any(axis=0)
+    for offset, real_block in reference_blocks(real):  # a view of an array, one shard of a blocked set
+        real_block = np.asarray(real_block, dtype=fake.dtype)
+        centred_real = real_block - centre if np.any(centre) else real_block
+        real_sq = row_sq_norms(centred_real)
+        for rows in blocks(fake.shape[0], row_block):
+            for local in blocks(real_block.shape[0], col_block):
+                cols = slice(offset + local.start, offset + local.stop)
+                d2 = sq_dist_block(centred_fake[rows], centred_real[local], fake_sq[rows], real_sq[local])
+                margin = rounding_margin(fake_sq[rows], real_sq[local], real.shape[1], fake.dtype)
+                # ties with a radius (duplicated rows: the memorisation case) are decided on exact distances
+                inside_real = strictly_within(d2, real_r2[None, cols], margin, fake, real, rows.start, cols.start)
+                in_real_manifold[rows] |= inside_real.any(axis=1)
+                density_counts[rows] += inside_real.sum(axis=1)
+                real_has_fake_inside[cols] |= inside_real.any(axis=0)
+                inside_fake = strictly_within(d2, fake_r2[rows, None], margin, fake, real, rows.start, cols.start)
+                real_covered_by_fake[cols] |= inside_fake.any(axis=0)
     return PRDC(
         precision=float(in_real_manifold.mean()),
         recall=float(real_covered_by_fake.mean()),
@@ -489,14 +565,41 @@ def density_coverage(real: Any, fake: Any, k: int = 5) -> tuple[float, float]:
 
 
 # -- CMMD --------------------------------------------------------------------------------------------------
-def _mean_rbf(x: np.ndarray, y: np.ndarray, gamma: float, block: int = 2048) -> float:
-    x, y = centred_pair(x, y)  # a common offset would cancel the distances' digits in the expansion
+def _rbf_sum(x: np.ndarray, y: np.ndarray, gamma: float, block: int = 2048) -> float:
+    """Σ exp(-gamma |x_i - y_j|²) over all pairs of two (already centred) arrays, in tiles."""
     x_sq, y_sq = row_sq_norms(x), row_sq_norms(y)
     total = 0.0
     for rows in blocks(x.shape[0], block):
         for cols in blocks(y.shape[0], block):
             total += np.exp(-gamma * sq_dist_block(x[rows], y[cols], x_sq[rows], y_sq[cols])).sum()
+    return total
+
+
+def _mean_rbf(x: Any, y: np.ndarray, gamma: float, block: int = 2048) -> float:
+    """Mean RBF kernel value over all pairs of ``x`` (an array or a blocked set, read a shard at a time) and the
+    array ``y``, both shifted by y's mean (a common offset would cancel the distances' digits)."""
+    if not is_blocked(x):
+        x, y = centred_pair(x, y)
+        return _rbf_sum(x, y, gamma, block) / (x.shape[0] * y.shape[0])
+    centre = y.mean(axis=0, dtype=np.float64).astype(y.dtype)
+    y = y - centre
+    total = sum(_rbf_sum(np.asarray(part, dtype=y.dtype) - centre, y, gamma, block) for _, part in x.blocks())
     return total / (x.shape[0] * y.shape[0])
+
+
+def _mean_rbf_within(x: Any, gamma: float, dtype: Any = np.float64) -> float:
+    """Mean RBF kernel value over all pairs of a blocked set (diagonal included): every pair of shards once,
+    the kernel being symmetric; two shards in memory at a time."""
+    centre = _centre_of(x)
+    total = 0.0
+    for first, a in x.blocks():
+        a = np.asarray(a, dtype=dtype) - centre
+        for second, b in x.blocks():
+            if second < first:
+                continue
+            b = a if second == first else np.asarray(b, dtype=dtype) - centre
+            total += (1.0 if second == first else 2.0) * _rbf_sum(a, b, gamma)
+    return total / (x.shape[0] * x.shape[0])
 
 
 def cmmd(
@@ -508,20 +611,27 @@ def cmmd(
     CLIP embeddings; works on any features. ``real_term`` (the mean real-real kernel value, from
     ``cmmd_reference_term``) avoids recomputing it when many fake sets are compared with one real set.
     """
-    real, fake = _check_pair(real, fake)  # an MMD of one sample is all diagonal: refuse it like the other metrics
+    real, fake = _check_real_side(real, fake, dtype=np.float64)  # an MMD of one sample is all diagonal: refused
     sigma = check_positive(sigma, "sigma")
     scale = check_positive(scale, "scale")
     if real_term is not None:  # a mean of kernel values in (0, 1]
         real_term = check_real(real_term, "real_term", minimum=0.0, maximum=1.0)
     gamma = 1.0 / (2.0 * sigma**2)
-    k_rr = _mean_rbf(real, real, gamma) if real_term is None else float(real_term)
+    if real_term is not None:
+        k_rr = float(real_term)
+    else:
+        k_rr = _mean_rbf_within(real, gamma) if is_blocked(real) else _mean_rbf(real, real, gamma)
     return float(scale * (k_rr + _mean_rbf(fake, fake, gamma) - 2.0 * _mean_rbf(real, fake, gamma)))
 
 
 def cmmd_reference_term(real: Any, sigma: float = 10.0) -> float:
-    """Mean RBF kernel value over all pairs of ``real`` (the part of CMMD that depends on real only)."""
-    real = check_features(real, "real")
+    """Mean RBF kernel value over all pairs of ``real`` (the part of CMMD that depends on real only); ``real``
+    may be blocked (pairs of shards, two in memory at a time)."""
     sigma = check_positive(sigma, "sigma")
+    if is_blocked(real):
+        real, _ = _check_real_side(real, np.zeros((2, real.shape[1])), dtype=np.float64)
+        return _mean_rbf_within(real, 1.0 / (2.0 * sigma**2))
+    real = check_features(real, "real")
     return _mean_rbf(real, real, 1.0 / (2.0 * sigma**2))
 
 

@@ -6,6 +6,9 @@ as a reference row, and per encoder
 
 - the features in shards (``features/<encoder id>/``, memory-mapped, one shard in memory at a time),
 - the FID statistics (derived ``fid-statistics``, Chan-merged over the shards: never all features at once),
+- the k-NN radii of precision/recall (k = 3) and density/coverage (k = 5) (derived ``prdc-radii``, one neighbour
+  search of each shard against the shards), and whatever else a run's analysis computes of the reference alone
+  on first use (per-class statistics and radii, the CMMD reference term): stored here, for every later run,
 - an event ``reference-features`` recording the encoder, the shard folder and the size.
 
 ``evolens reference add NAME PATH --encoder …`` (or ``add_named_reference``) embeds once; ``analyses.embedding``
@@ -24,12 +27,12 @@ import numpy as np
 from .._paths import cache_dir
 from .._validation import check_name
 from ..errors import InputError
-from .derived import FID_STATISTICS
+from .derived import FID_STATISTICS, PRDC_RADII
 from .run import Run, is_run_dir, open_run
 from .shards import DEFAULT_SHARD_ROWS, ShardedFeatures, ShardWriter, is_shard_dir
 
-__all__ = ["NamedReference", "add_named_reference", "find_shared_features", "named_references", "reference_store",
-           "use_named_reference"]
+__all__ = ["NamedReference", "add_named_reference", "find_shared_features", "named_reference_of", "named_references",
+           "reference_store", "use_named_reference"]
 
 FEATURES_EVENT = "reference-features"
 
@@ -77,8 +80,7 @@ class NamedReference:
     def labels(self) -> np.ndarray | None:
         """The labels (n,), or None; read without loading the images."""
         with self._run() as run:
-            row = run._one("SELECT labels_hash FROM refs WHERE name = ?", (self.name,))
-            return None if row is None or row[0] is None else run._load(row[0])
+            return run.reference_labels(self.name)
 
     def encoders(self) -> list[str]:
         """Encoder ids whose features are stored, in the order they were added."""
@@ -92,6 +94,18 @@ class NamedReference:
     def fid_statistics(self, encoder_id: str) -> np.ndarray | None:
         with self._run() as run:
             return run.derived(FID_STATISTICS, encoder_id=encoder_id, source=self.content_hash)
+
+    def derived(self, kind: str, *, encoder_id: str, params: dict | None = None) -> np.ndarray | None:
+        """A quantity of this reference alone stored under ``kind`` (``evolens.store.derived``), or None."""
+        with self._run() as run:
+            return run.derived(kind, encoder_id=encoder_id, source=self.content_hash, params=params)
+
+    def add_derived(self, kind: str, value: Any, *, encoder_id: str, params: dict | None = None,
+                    meta: dict | None = None) -> bool:
+        """Store a quantity of this reference alone for every run that uses it (first write wins)."""
+        with self._run() as run:
+            return run.add_derived(kind, value, encoder_id=encoder_id, source=self.content_hash, params=params,
+                                   meta=meta)
 
     def __repr__(self) -> str:
         return f"NamedReference({self.name!r}, n={self.n}, encoders={self.encoders()})"
@@ -115,14 +129,16 @@ def named_references(store: str | os.PathLike | None = None) -> list[NamedRefere
 def add_named_reference(name: str, images: Any, labels: Any = None, *, encoder: Any = "efficientnet-lite0",
                         store: str | os.PathLike | None = None, batch_size: int | None = None,
                         engine: str = "local", address: str | None = None, workers: int | None = None,
-                        progress: bool = True, shard_rows: int = DEFAULT_SHARD_ROWS,
+                        progress: bool = True, shard_rows: int = DEFAULT_SHARD_ROWS, radii: bool = True,
                         **encoder_kwargs: Any) -> NamedReference:
     """Store ``images`` (n, C, H, W) (and ``labels`` (n,)) as the reference ``name`` (once; the same content again
     is a no-op, other content under the name an InputError) and their features under ``encoder`` in shards,
-    with FID statistics; an encoder already stored is not embedded again. ``engine="ray"`` embeds on Ray.
-    Returns the ``NamedReference``."""
+    with FID statistics and (``radii``) the k-NN radii of precision/recall and density/coverage — a search of
+    every shard against the shards, quadratic in n: pass False for a very large set whose PRDC no run needs
+    (a run computes them on first use and stores them here). An encoder already stored is not embedded again.
+    ``engine="ray"`` embeds on Ray. Returns the ``NamedReference``."""
     from ..encoders.registry import get_encoder
-    from ..metrics.quality import FeatureStatistics
+    from ..metrics.quality import DENSITY_COVERAGE_K, PRECISION_RECALL_K, FeatureStatistics, knn_radii
     from .run import check_reference
     from .writer import RunWriter
 
@@ -151,6 +167,12 @@ def add_named_reference(name: str, images: Any, labels: Any = None, *, encoder: 
     statistics = FeatureStatistics().update_blocks(block for _, block in features.blocks())  # one shard at a time
     with open_run(path) as run:
         run.add_derived(FID_STATISTICS, statistics.state(), encoder_id=encoder.id, source=reference.content_hash)
+    ks = [k for k in (PRECISION_RECALL_K, DENSITY_COVERAGE_K) if k < features.shape[0]] if radii else []
+    if ks:
+        for k, value in knn_radii(features, ks).items():
+            reference.add_derived(PRDC_RADII, value, encoder_id=encoder.id, params={"k": k},
+                                  meta={"reference": name})
+    with open_run(path) as run:
         run.add_event(FEATURES_EVENT, f"{features.shape[0]} features of {name} with {encoder.id}",
                       data={"encoder_id": encoder.id, "folder": str(folder.relative_to(path)),
                             "n": features.shape[0], "d": features.shape[1]})
@@ -182,6 +204,21 @@ def find_shared_features(content_hash: str, encoder_id: str,
         if features is not None:
             return features
     return None
+
+
+def named_reference_of(features: Any) -> NamedReference | None:
+    """The stored reference whose shards ``features`` are (a ``ShardedFeatures`` under ``<reference>/features/``,
+    or a ``RowSelection`` of one); None for anything else."""
+    folder = getattr(getattr(features, "parent", features), "folder", None)
+    if folder is None:
+        return None
+    root = Path(folder).parent.parent
+    if not is_run_dir(root):
+        return None
+    try:
+        return NamedReference(root)
+    except InputError:
+        return None
 
 
 def _references_with(content_hash: str, store: str | os.PathLike | None) -> Iterator[NamedReference]:

@@ -311,6 +311,13 @@ class Run:
         labels = self._load(row[1]) if row[1] else None
         return Reference(name, self._load(row[0]), labels, json.loads(row[2]))
 
+    def reference_labels(self, name: str) -> np.ndarray | None:
+        """The labels (n,) of reference ``name``, or None, without reading its images."""
+        row = self._one("SELECT labels_hash FROM refs WHERE name = ?", (name,))
+        if row is None:
+            raise InputError(f"name: no reference {name!r} in run {self.name!r}; known: {self.reference_names()}")
+        return self._load(row[0]) if row[0] else None
+
     # -- derived arrays (features, statistics, maps) -------------------------------------------------
     def derived(self, kind: str, *, encoder_id: str = "", source: str = "", params: Mapping[str, Any] | None = None,
                 step: int | None = None) -> np.ndarray | None:

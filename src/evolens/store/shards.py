@@ -20,7 +20,7 @@ import numpy as np
 from .._validation import describe
 from ..errors import InputError
 
-__all__ = ["DEFAULT_SHARD_ROWS", "ShardWriter", "ShardedFeatures", "is_shard_dir"]
+__all__ = ["DEFAULT_SHARD_ROWS", "RowSelection", "ShardWriter", "ShardedFeatures", "is_shard_dir"]
 
 DEFAULT_SHARD_ROWS = 65_536  # 128 MiB of 512-d float32 per shard
 MANIFEST = "shards.json"
@@ -184,5 +184,79 @@ class ShardedFeatures:
         """Every row in one array (n, d): for sets that fit in memory."""
         return np.concatenate([block for _, block in self.blocks()])
 
+    def all_finite(self) -> bool:
+        """Whether every value is finite: read off the stored float64 row mean (a sum is finite iff every term
+        is), else one pass over the shards."""
+        if self.mean is not None:
+            return bool(np.isfinite(self.mean).all())
+        return all(np.isfinite(np.sum(block, dtype=np.float64)) for _, block in self.blocks())
+
+    def select(self, mask: Any) -> "RowSelection":
+        """The rows where the boolean ``mask`` (n,) is true, as a sharded array of their own (one class of a
+        reference): nothing is read until its blocks are."""
+        mask = np.asarray(mask)
+        if mask.dtype != bool or mask.shape != (self.shape[0],):
+            raise InputError(f"mask: expected a boolean mask of shape ({self.shape[0]},), received {describe(mask)}")
+        return RowSelection(self, np.flatnonzero(mask))
+
     def __repr__(self) -> str:
         return f"ShardedFeatures({str(self.folder)!r}, shape={self.shape}, dtype={self.dtype}, shards={len(self.rows)})"
+
+
+class RowSelection:
+    """Some rows of a ``ShardedFeatures`` (``parent_rows``, ascending), read like one: ``shape``, ``dtype``,
+    ``blocks()`` (the selected rows of one shard at a time, numbered within the selection), ``take`` /
+    ``[rows]``, ``load()``. ``mean`` is None (computed by whoever needs it, in one pass)."""
+
+    ndim = 2
+    mean = None
+
+    def __init__(self, parent: ShardedFeatures, parent_rows: np.ndarray) -> None:
+        self.parent = parent
+        self.parent_rows = np.asarray(parent_rows, dtype=np.int64)
+        self.shape = (int(self.parent_rows.shape[0]), parent.shape[1])
+        self.dtype = parent.dtype
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def blocks(self) -> Iterator[tuple[int, np.ndarray]]:
+        """``(first row within the selection, selected rows of one shard)`` for every shard holding some."""
+        bounds = np.searchsorted(self.parent_rows, self.parent.offsets)
+        for i in range(len(self.parent.rows)):
+            first, last = int(bounds[i]), int(bounds[i + 1])
+            if last > first:
+                mapped = np.load(self.parent.shard_path(i), mmap_mode="r")
+                yield first, np.asarray(mapped[self.parent_rows[first:last] - self.parent.offsets[i]])
+                del mapped
+
+    def take(self, rows: Any) -> np.ndarray:
+        """The selected rows at ``rows`` (int indices into the selection) → ``rows.shape + (d,)``."""
+        index = np.asarray(rows, dtype=np.int64)
+        if index.size and (index.min() < 0 or index.max() >= self.shape[0]):
+            raise InputError(f"rows: expected indices in [0, {self.shape[0]}), received {index.min()}..{index.max()}")
+        return self.parent.take(self.parent_rows[index])
+
+    def __getitem__(self, rows: Any) -> np.ndarray:
+        if isinstance(rows, slice):
+            return self.take(np.arange(self.shape[0])[rows])
+        index = np.asarray(rows)
+        if index.dtype == bool:
+            return self.take(np.flatnonzero(index))
+        return self.take(index)
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        array = self.load()
+        return array if dtype is None else array.astype(dtype, copy=False)
+
+    def load(self) -> np.ndarray:
+        """Every selected row in one array (m, d)."""
+        return self.take(np.arange(self.shape[0]))
+
+    def all_finite(self) -> bool:
+        """Whether every selected value is finite (at once when the whole parent is)."""
+        return self.parent.all_finite() or all(np.isfinite(np.sum(block, dtype=np.float64))
+                                                for _, block in self.blocks())
+
+    def __repr__(self) -> str:
+        return f"RowSelection({self.parent!r}, rows={self.shape[0]})"
