@@ -82,14 +82,17 @@ def test_publish_a_run_while_it_is_written(tmp_path):
             stop.set()
             thread.join()
         assert first["arrays_copied"] == first["arrays_total"] >= 5
-        assert sorted(os.listdir(dest)) == ["arrays", "runs.sqlite"]  # no -wal, no -shm
+        assert sorted(os.listdir(dest)) == [".published", "arrays", "runs.sqlite"]  # no -wal, no -shm
+        # the database under a name of its own, runs.sqlite a symlink to it (a republish never rewrites a file)
+        assert (dest / "runs.sqlite").is_symlink() and [f.suffix for f in (dest / ".published").iterdir()] == [".sqlite"]
         with open_run(dest) as copy:
             steps = copy.steps().tolist()
             assert steps == list(range(len(steps))) and len(steps) >= 5
             for step in steps:  # every snapshot the copy names has its arrays, with their content
                 np.testing.assert_array_equal(copy.samples(step), np.full((4, 2), step, np.float32))
             assert copy.scalars("loss")[0].tolist() == steps
-        assert sorted(os.listdir(dest)) == ["arrays", "runs.sqlite"]  # reading created nothing
+        assert sorted(os.listdir(dest)) == [".published", "arrays", "runs.sqlite"]  # reading created nothing
+        assert len(list((dest / ".published").iterdir())) == 1
         # published again: only the new arrays are copied, the copy has everything
         again = P.publish(run_dir, dest)
         assert again["arrays_copied"] == again["arrays_total"] - first["arrays_total"]

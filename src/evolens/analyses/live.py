@@ -117,7 +117,13 @@ class Live:
 
 def capture_running(run: Run) -> bool:
     """Whether a capturing process may still add snapshots: its session has not closed (no ``capture_end``
-    event) and, when it ran on this host, its process is alive."""
+    event) and, when it ran on this host, its process is alive. In a copy kept by ``evolens mirror``: what the
+    last mirror pass found in the source."""
+    from ..store.publish import MIRROR_EVENT
+
+    mirrored = run.events(kind=MIRROR_EVENT)
+    if mirrored:
+        return bool(mirrored[-1].data.get("capture_running", True))
     captures = [s for s in run.sessions() if s["kind"] == "capture"]
     if not captures:
         return True  # created, no capture session yet: one may come

@@ -11,8 +11,9 @@ cannot share it, and their file locks may not be honoured. So evolens keeps this
 - **other machines read a published copy**: ``publish(run, dest)`` (``evolens publish RUN DEST [--every S]``)
   takes a consistent snapshot of the database with SQLite's online backup (it never blocks the writer), turns
   it into a rollback-journal database that readers open ``immutable`` (no locks, no shared memory, no side
-  files), copies only the array files the destination lacks (content-addressed: never rewritten), and renames
-  the database into place last, so a reader sees the previous or the new copy, never a mix.
+  files), copies only the array files the destination lacks (content-addressed: never rewritten), and puts
+  the database in place last — under a file name of its own, ``runs.sqlite`` a symlink renamed onto it — so a
+  reader sees the previous or the new copy, never a mix, even through a client's stale page cache.
 - analysis results from other machines go into their own run (or a results store on their disk); a second
   live worker on the same run from another host is refused where the lock works and must not be started where
   it does not.
@@ -31,7 +32,7 @@ from pathlib import Path
 from ..errors import InputError
 from . import layout
 
-__all__ = ["NETWORK_FILESYSTEMS", "filesystem_type", "network_filesystem", "publish"]
+__all__ = ["MIRROR_EVENT", "NETWORK_FILESYSTEMS", "filesystem_type", "mirror", "network_filesystem", "publish"]
 
 # filesystem types (as /proc/self/mountinfo names them) where processes on different hosts share files
 NETWORK_FILESYSTEMS = frozenset({
@@ -41,6 +42,8 @@ NETWORK_FILESYSTEMS = frozenset({
 })
 
 _warned: set[str] = set()
+VERSIONS_DIR = ".published"  # the copy's database versions; runs.sqlite is a symlink to the newest
+VERSION_GRACE_SECONDS = 600.0
 
 
 def _unescape(field: str) -> str:
@@ -90,7 +93,7 @@ def network_filesystem(path: str | os.PathLike, *, warn: bool = False, mountinfo
 
 def publish(run_dir: str | os.PathLike, dest: str | os.PathLike) -> dict[str, int]:
     """Copy the run at ``run_dir`` to ``dest`` as a read-only run other hosts can open: a consistent snapshot of
-    the database (online backup, rollback journal), the array files ``dest`` lacks, the database renamed into
+    the database (online backup, rollback journal), the array files ``dest`` lacks, the database put into
     place last. Run it again to bring ``dest`` up to date. Returns ``{"arrays_copied", "arrays_total", "bytes",
     "published_at"}``. Checkpoints, reports and logs stay with the run (the copy is for reading and analysing its
     snapshots; the snapshot rows still name the checkpoints' paths and hashes).
@@ -101,7 +104,9 @@ def publish(run_dir: str | os.PathLike, dest: str | os.PathLike) -> dict[str, in
     if target.resolve() == source.resolve():
         raise InputError(f"dest: expected a folder other than the run itself, received {str(dest)!r}")
     target.mkdir(parents=True, exist_ok=True)
-    tmp_db = target / f".{layout.DB_NAME}.publishing-{os.getpid()}"
+    versions = target / VERSIONS_DIR
+    versions.mkdir(exist_ok=True)
+    tmp_db = versions / f".publishing-{os.getpid()}"
     src = sqlite3.connect(f"{layout.db_path(source).resolve().as_uri()}?mode=ro", uri=True)
     try:
         dst = sqlite3.connect(tmp_db)
@@ -129,7 +134,104 @@ def publish(run_dir: str | os.PathLike, dest: str | os.PathLike) -> dict[str, in
             nbytes += out.stat().st_size
         with open(tmp_db, "rb") as handle:
             os.fsync(handle.fileno())
-        os.replace(tmp_db, layout.db_path(target))  # last: the copy's database names only arrays already there
+        # last, the copy's database (naming only arrays already there) under a name of its own, never rewritten,
+        # and runs.sqlite pointed at it by renaming a symlink over it (atomic): a reader on another host that
+        # caches the old file's pages can never read them as the new file's (measured on sshfs: replacing the
+        # file itself gave "database disk image is malformed" to 10 of 54 reads during republishing)
+        version = versions / f"{time.time_ns()}-{os.getpid()}.sqlite"
+        os.replace(tmp_db, version)
+        link = target / f".{layout.DB_NAME}.link-{os.getpid()}"
+        link.unlink(missing_ok=True)
+        os.symlink(os.path.relpath(version, target), link)
+        os.replace(link, layout.db_path(target))
     finally:
         tmp_db.unlink(missing_ok=True)
+    _drop_old_versions(versions, keep_seconds=VERSION_GRACE_SECONDS)
     return {"arrays_copied": copied, "arrays_total": len(arrays), "bytes": nbytes, "published_at": int(time.time())}
+
+
+def _drop_old_versions(versions: Path, keep_seconds: float) -> None:
+    """Remove published database versions older than ``keep_seconds`` (a reader that opened one has that long
+    to finish), always keeping the newest two."""
+    files = sorted(versions.glob("*.sqlite"), key=lambda f: int(f.name.split("-")[0]))
+    now = time.time_ns()
+    for old in files[:-2]:
+        if now - int(old.name.split("-")[0]) > keep_seconds * 1e9:
+            old.unlink(missing_ok=True)
+
+
+MIRROR_EVENT = "mirror"  # written by ``mirror`` after each pass: data {"capture_running": bool, "source": path}
+
+
+def mirror(source: str | os.PathLike, dest: str | os.PathLike) -> dict[str, int]:
+    """Keep ``dest`` — a writable copy of a run on this host's disk — up to date with ``source`` (the run, or a
+    copy ``publish`` keeps on a network filesystem): the first call copies the whole run (``publish``, then
+    made an ordinary writable run); later calls append the snapshots and reference sets ``source`` has and
+    ``dest`` lacks, and keep everything written to ``dest`` since (the analyses of this host's live worker).
+    Each pass records whether ``source``'s capture is still running (an event ``mirror``), which a live worker on
+    ``dest`` follows. The copy keeps the run's identity (``Run.uid``), so workers on several hosts share one
+    results store (``evolens.store.results_db``). Returns ``{"snapshots_copied", "references_copied"}``."""
+    from .run import is_run_dir, open_run
+    from .writer import RunWriter
+
+    source, target = Path(source), Path(dest)
+    if not is_run_dir(source):
+        raise InputError(f"source: expected an evolens run or a published copy, received {str(source)!r}")
+    if target.resolve() == source.resolve():
+        raise InputError(f"dest: expected a folder other than the source, received {str(dest)!r}")
+    counts = {"snapshots_copied": 0, "references_copied": 0}
+    if not is_run_dir(target):
+        if target.exists() and any(target.iterdir()):
+            raise InputError(f"dest: expected a new folder or a mirror made earlier, received {str(dest)!r} "
+                             "(not empty, not a run)")
+        publish(source, target)
+        _make_writable(target)
+        with open_run(target) as run:
+            counts["snapshots_copied"] = len(run.steps())
+            counts["references_copied"] = len(run.reference_names())
+    else:
+        with open_run(source) as origin, open_run(target) as copy:
+            if origin.uid != copy.uid:
+                raise InputError(f"dest: {str(dest)!r} is a copy of another run (uid {copy.uid}, source {origin.uid})")
+            have, refs = set(copy.steps().tolist()), set(copy.reference_names())
+            new_steps = [s for s in origin.steps().tolist() if s not in have]
+            new_refs = [name for name in origin.reference_names() if name not in refs]
+            if new_steps or new_refs:
+                writer = RunWriter(target, kind="analysis", create=False)
+                try:
+                    for name in new_refs:
+                        reference = origin.reference(name)
+                        writer.write_reference(name, reference.images, reference.labels, reference.meta)
+                    for step in new_steps:
+                        snap = origin.snapshot(step)
+                        arrays = {key: origin._load(digest) for key, digest in snap.arrays.items()}
+                        writer.write_snapshot(step, arrays, wall_time=snap.wall_time,
+                                              capture_seconds=snap.capture_seconds, seed=snap.seed,
+                                              checkpoint_path=snap.checkpoint_path,
+                                              checkpoint_hash=snap.checkpoint_hash, extra=snap.extra)
+                finally:
+                    writer.close()
+            counts = {"snapshots_copied": len(new_steps), "references_copied": len(new_refs)}
+    from ..analyses.live import capture_running
+
+    with open_run(source) as origin:
+        running = capture_running(origin)
+    with open_run(target) as copy:
+        copy.add_event(MIRROR_EVENT, f"mirrored {counts['snapshots_copied']} snapshots from {source}",
+                       data={"capture_running": running, "source": str(source), **counts})
+    return counts
+
+
+def _make_writable(target: Path) -> None:
+    """Turn a published copy into an ordinary run: its newest database version becomes ``runs.sqlite`` (WAL, as
+    evolens creates runs), the versions folder goes."""
+    db = layout.db_path(target)
+    version = db.resolve()
+    db.unlink()
+    os.replace(version, db)
+    shutil.rmtree(target / VERSIONS_DIR, ignore_errors=True)
+    conn = sqlite3.connect(db)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+    finally:
+        conn.close()

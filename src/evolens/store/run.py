@@ -117,6 +117,16 @@ class Run:
         return float(row[0]) if row else float("nan")
 
     @property
+    def uid(self) -> str:
+        """An identity of the run that its copies share (published, copied to another machine): 16 hex digits
+        of the hash of its name and creation time — what a shared results store files its results under."""
+        import hashlib
+
+        row = self._one("SELECT name, created_at FROM runs WHERE id = 1")
+        key = f"{row[0]}\0{float(row[1])!r}" if row else str(self.path.resolve())
+        return hashlib.sha256(key.encode()).hexdigest()[:16]
+
+    @property
     def config(self) -> dict[str, Any]:
         """The configuration stored when the run was created."""
         row = self._one("SELECT config FROM runs WHERE id = 1")
