@@ -7,7 +7,7 @@ DEMO_DIR ?= runs/demo
 
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: setup browser demo test test-fast bench clean
+.PHONY: setup browser postgres demo test test-fast bench clean
 
 setup: $(STAMP)
 
@@ -32,9 +32,16 @@ browser:
 	  export DEBIAN_FRONTEND=noninteractive; \
 	  apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q && apt-get install -y -q chromium; }; }
 
+# The results store of workers on several hosts is tested against a real PostgreSQL server, which the test starts
+# on loopback from Debian's server programs; install them when missing.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || { \
+	  echo "installing Debian's postgresql for the results-store tests"; export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -q postgresql >/dev/null 2>&1 || { apt-get update -q && apt-get install -y -q postgresql; }; }
+
 # The complete suite (what CI runs).
-test: setup browser
-	EVOLENS_REQUIRE_BROWSER=1 EVOLENS_CHROMIUM=$(CHROMIUM) $(PY) -m pytest -q
+test: setup browser postgres
+	EVOLENS_REQUIRE_BROWSER=1 EVOLENS_REQUIRE_POSTGRES=1 EVOLENS_CHROMIUM=$(CHROMIUM) $(PY) -m pytest -q
 
 # Everyday tier: everything but the tests marked slow (experiments, the demo, Inception, 2048-d metrics).
 test-fast: setup

@@ -204,6 +204,21 @@ def cmd_publish(args: argparse.Namespace) -> int:
         _time.sleep(args.every)
 
 
+def cmd_mirror(args: argparse.Namespace) -> int:
+    """``evolens mirror SOURCE DEST [--every S]``: a writable copy of a run on this host, kept up to date."""
+    import time as _time
+
+    from .store.publish import mirror
+
+    while True:
+        done = mirror(args.source, args.dest)
+        print(f"mirrored {args.source} to {args.dest}: {done['snapshots_copied']} snapshots, "
+              f"{done['references_copied']} reference sets copied", flush=True)
+        if not args.every:
+            return 0
+        _time.sleep(args.every)
+
+
 def cmd_analysis(args: argparse.Namespace) -> int:
     """``evolens analyze`` (quality) and ``evolens proximity``: run the analysis, print its series."""
     from . import analyses
@@ -258,7 +273,8 @@ def cmd_watch(args: argparse.Namespace) -> int:
             raise InputError(f"--rules: expected a JSON list of rules, received {type(specs).__name__}")
         rules = [rule_from_dict(spec) for spec in specs]
     live = Live(encoder=args.encoder, reference=args.reference, analyses=tuple(args.analyses.split(",")),
-                heldout=args.heldout, classifier=args.classifier, rules=rules, device=args.device)
+                heldout=args.heldout, classifier=args.classifier, rules=rules, device=args.device,
+                results=args.results, stale_after=args.stale_after)
     counts = watch(args.path, live, follow=args.follow, progress=not args.quiet)
     print(f"analysed {sum(counts.values())} snapshots in {len(counts)} run(s)")
     return 0
@@ -395,6 +411,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--every", type=positive_float, default=None, help="publish again every S seconds (Ctrl+C ends)")
     p.set_defaults(func=cmd_publish)
 
+    p = sub.add_parser("mirror", help="a writable copy of a run (or of a published copy) on this host, for a live "
+                       "worker here (evolens watch DEST --results URL)")
+    p.add_argument("source")
+    p.add_argument("dest")
+    p.add_argument("--every", type=positive_float, default=None, help="mirror again every S seconds (Ctrl+C ends)")
+    p.set_defaults(func=cmd_mirror)
+
     p = sub.add_parser("reference", help="named reference sets stored once, shared by every run that uses them")
     actions = p.add_subparsers(dest="action", required=True)
     q = actions.add_parser("add", help="store NAME from a .npy file or a folder of images, with its features")
@@ -444,6 +467,10 @@ def build_parser() -> argparse.ArgumentParser:
                    '"above": 80, "pause": true}, ...]')
     p.add_argument("--device", default=None)
     p.add_argument("--follow", action="store_true", help="keep following after the captures end")
+    p.add_argument("--results", default=None, help="postgresql:// URL shared with workers on other hosts: each "
+                   "snapshot is analysed once, every copy gets every value (pip install evolens[postgres])")
+    p.add_argument("--stale-after", type=positive_float, default=600.0,
+                   help="seconds after which another worker's unfinished claim is taken over")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_watch)
 

@@ -67,6 +67,10 @@ class Live:
         poll_seconds: how often an idle worker looks for new snapshots.
         tensorboard: a TensorBoard log directory the worker mirrors its scalars and alerts into
             (``Monitor(tensorboard=...)`` sets it to the Monitor's).
+        results: a ``postgresql://`` URL: workers on several hosts (each on its own copy of the run, kept by
+            ``evolens mirror``) claim snapshots there, so each is analysed once, and import each other's values
+            (``evolens.store.results_db``). None: this worker alone.
+        stale_after: seconds after which a claim in ``results`` whose worker has not finished is taken over.
     """
 
     encoder: Any = "efficientnet-lite0"
@@ -88,8 +92,13 @@ class Live:
     map_params: dict[str, Any] = field(default_factory=dict)
     cpus: Sequence[int] | None = None
     tensorboard: str | None = None
+    results: str | None = None
+    stale_after: float = 600.0
 
     def __post_init__(self) -> None:
+        if self.results is not None and (not isinstance(self.results, str)
+                                         or not self.results.startswith(("postgresql://", "postgres://"))):
+            raise InputError(f"results: expected None or a postgresql:// URL, received {describe(self.results)}")
         self.analyses = tuple(self.analyses)
         unknown = sorted(set(self.analyses) - set(LIVE_ANALYSES))
         if unknown or not self.analyses:
@@ -113,6 +122,12 @@ class Live:
         return {"encoder": encoder, "reference": self.reference, "analyses": sorted(self.analyses),
                 "heldout": self.heldout, "classifier": self.classifier, "metrics": sorted(self.metrics),
                 "by": self.by}
+
+
+def _suppressed():
+    import contextlib
+
+    return contextlib.suppress(Exception)
 
 
 def capture_running(run: Run) -> bool:
@@ -151,6 +166,7 @@ class LiveWorker:
         self._failed: set[int] = set()
         self._lock = None
         self._run: Run | None = None  # kept open: one analysis session per worker, not one per poll
+        self._results = None  # the shared results store (Live.results), connected on first use
 
     # -- one worker per run ----------------------------------------------------------------------------
     def acquire(self) -> None:
@@ -166,6 +182,9 @@ class LiveWorker:
         self._lock = handle
 
     def release(self) -> None:
+        if self._results is not None:
+            self._results.close()
+            self._results = None
         if self._run is not None:
             self._run.close()
             self._run = None
@@ -207,10 +226,26 @@ class LiveWorker:
             return 0
         if self._fired is None:
             self._fired = {e.kind[len(ALERT_PREFIX):] for e in run.events() if e.kind.startswith(ALERT_PREFIX)}
+        shared = self._shared(run)
+        finished = shared.finished(run.uid, self.context) if shared is not None else {}
+        done = 0
         for step in todo:
+            if step in finished:  # analysed by a worker on another host: its values, this run's rules
+                self._import(run, step, finished[step])
+                done += 1
+                continue
+            if shared is not None and not shared.claim(run.uid, run.name, self.context, step):
+                continue  # another worker has it: its values are imported once it finishes
             try:
-                self._analyse(run, step)
+                values = self._analyse(run, step)
+                if shared is not None:
+                    shared.finish(run.uid, self.context, step, values)
+                done += 1
             except Exception as exc:  # one bad snapshot must not stop the worker (nor the training)
+                if shared is not None:
+                    with _suppressed():
+                        shared.release(run.uid, self.context, step)
+                done += 1
                 self._failed.add(step)
                 logger.exception("evolens live: snapshot %d of %s failed", step, self.run_dir)
                 run.add_event("analysis_error", f"live analysis of step {step} failed: {exc!r}", step=step,
@@ -218,27 +253,65 @@ class LiveWorker:
                 # marked done all the same: the error is on the timeline, and a Monitor waiting on the
                 # worker's lag must not wait for a snapshot that will never be analysed
                 run.add_analysis_step("live", self.context, step, {})
-        return len(todo)
+        return done
 
-    def _analyse(self, run: Run, step: int) -> None:
+    def _shared(self, run: Run):
+        """The results store of ``Live.results`` (None without one). When it cannot be reached the worker goes
+        on alone — an ``analysis_error`` event says so once — and tries again at the next poll."""
+        if self.live.results is None:
+            return None
+        if self._results is None:
+            from ..store.results_db import ResultsDB
+
+            try:
+                self._results = ResultsDB(self.live.results, stale_after=self.live.stale_after)
+            except EvolensError as exc:
+                if not getattr(self, "_told_unreachable", False):
+                    self._told_unreachable = True
+                    logger.warning("evolens live: %s", exc)
+                    run.add_event("analysis_error", f"results store unreachable, analysing alone: {exc}",
+                                  level="warning")
+                return None
+        return self._results
+
+    def _import(self, run: Run, step: int, finished: dict[str, Any]) -> None:
+        """Write the values another host's worker computed for ``step`` into this run, check the rules on them
+        (alerts reach this run's Monitor) and mark the step done."""
+        if finished["values"]:
+            run.add_scalars(step, finished["values"])
+        self._check_rules(run, step)
+        run.add_analysis_step("live", self.context, step, {})
+        run.add_event("analysis", f"step {step} analysed by {finished['host']} (pid {finished['pid']})", step=step,
+                      data={"analysis": "live", "host": finished["host"], "pid": finished["pid"],
+                            "values": len(finished["values"])})
+
+    def _check_rules(self, run: Run, step: int) -> None:
+        for alert in check_rules(run, self.live.rules, self._fired):
+            checkpoint = run.snapshot(step).checkpoint_path
+            run.add_event(f"{ALERT_PREFIX}{alert.rule}", alert.message, step=alert.step, level="alert",
+                          data={**alert.as_data(), "checkpoint": checkpoint, "source": "live"})
+
+    def _analyse(self, run: Run, step: int) -> dict[str, float]:
+        """Every configured analysis of ``step``, the rules, the done-mark; returns the scalars computed."""
         from . import attributes, proximity, quality
 
         encoder, classifier = self._encoders()
         live = self.live
+        values: dict[str, float] = {}
         if "quality" in live.analyses:
-            quality(run, encoder=encoder, reference=live.reference, steps=[step], metrics=live.metrics, by=live.by,
-                    progress=False)
+            values.update(quality(run, encoder=encoder, reference=live.reference, steps=[step], metrics=live.metrics,
+                                  by=live.by, progress=False).values.get(step, {}))
         if "proximity" in live.analyses:
-            proximity(run, encoder=encoder, reference=live.reference, heldout=live.heldout, steps=[step])
+            values.update(proximity(run, encoder=encoder, reference=live.reference, heldout=live.heldout,
+                                    steps=[step]).values.get(step, {}))
         if "attributes" in live.analyses:
-            attributes(run, classifier=classifier, reference=live.reference, steps=[step])
+            values.update(attributes(run, classifier=classifier, reference=live.reference,
+                                     steps=[step]).values.get(step, {}))
         if "map" in live.analyses:
             self._place_on_map(run, step, encoder)
-        for alert in check_rules(run, live.rules, self._fired):
-            checkpoint = run.snapshot(step).checkpoint_path
-            run.add_event(f"{ALERT_PREFIX}{alert.rule}", alert.message, step=alert.step, level="alert",
-                          data={**alert.as_data(), "checkpoint": checkpoint, "source": "live"})
+        self._check_rules(run, step)
         run.add_analysis_step("live", self.context, step, {})
+        return values
 
     # -- the map ---------------------------------------------------------------------------------------
     def _place_on_map(self, run: Run, step: int, encoder: Any) -> None:
