@@ -63,3 +63,33 @@ def test_read_back_and_small_snapshots_skip_ct(tmp_path):
     assert again.computed == [] and again.values == first.values
     with open_run(tmp_path / "run") as run:
         assert nearest_training(run, 0) is not None
+
+
+def test_the_reference_side_is_searched_once_not_per_snapshot(copying_run, monkeypatch):
+    """A live worker analyses one snapshot per call: the training spacing and the held-out items' distances to
+    the training set are stored at the first call and read at the next (the same values as a fresh search)."""
+    from evolens.metrics import proximity as P
+    from evolens.store.derived import HELDOUT_NEAREST_TRAIN, TRAINING_SPACING
+
+    run_dir, _ = copying_run
+    calls = []
+    for name in ("training_spacing", "nearest_neighbors"):
+        original = getattr(P, name)
+        monkeypatch.setattr(P, name, lambda *a, _o=original, _n=name, **kw: calls.append(_n) or _o(*a, **kw))
+    analyses.proximity(run_dir, encoder="pixels", steps=[0])
+    first = list(calls)
+    assert first.count("training_spacing") == 1
+    calls.clear()
+    analyses.proximity(run_dir, encoder="pixels", steps=[1])
+    assert "training_spacing" not in calls
+    # only the snapshot's own searches: two fewer (the spacing's search of train in train, and the held-out set's)
+    assert calls.count("nearest_neighbors") == first.count("nearest_neighbors") - 2
+    with open_run(run_dir) as run:
+        train, held = DATA.images[:400].reshape(400, -1), DATA.images[600:1000].reshape(400, -1)
+        (encoder_id, source, _), = run.derived_keys(TRAINING_SPACING)
+        spacing = run.derived(TRAINING_SPACING, encoder_id=encoder_id, source=source)
+        np.testing.assert_allclose(spacing, np.sort(np.linalg.norm(train[:, None] - train[None], axis=2), 1)[:, 1],
+                                   rtol=1e-6)
+        d_held = run.derived(HELDOUT_NEAREST_TRAIN, encoder_id=encoder_id, source=source,
+                             params={"heldout": run.reference_hash("heldout")})
+        np.testing.assert_allclose(d_held, np.linalg.norm(held[:, None] - train[None], axis=2).min(1), rtol=1e-6)

@@ -203,6 +203,11 @@ def test_reference_side_quantities_live_in_the_named_reference(tmp_path, monkeyp
     for k in (3, 5):
         np.testing.assert_allclose(reference.derived(PRDC_RADII, encoder_id=encoder_id, params={"k": k}),
                                    Q.prdc_radii(features, k), rtol=1e-12)
+    from evolens.metrics.proximity import training_spacing
+    from evolens.store.derived import TRAINING_SPACING
+
+    np.testing.assert_allclose(reference.derived(TRAINING_SPACING, encoder_id=encoder_id),
+                               training_spacing(features), rtol=1e-12)  # from the same search
     for name in ("a", "b"):
         with RunWriter(tmp_path / name, name=name) as writer:
             writer.write_snapshot(0, {"samples": data.images[900:960], "labels": data.labels[900:960]})

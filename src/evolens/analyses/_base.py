@@ -82,6 +82,26 @@ def _stored_values(run: Run, steps: set[int], keep: Callable[[str], bool]) -> di
     return out
 
 
+def stored_reference_quantity(run: Run, kind: str, compute: Callable[[], Any], *, encoder_id: str, source: str,
+                              params: Mapping[str, Any] | None = None, meta: Mapping[str, Any] | None = None,
+                              shared: Any = None) -> Any:
+    """A quantity of a reference set alone (FID statistics, k-NN radii, spacing…), stored under ``kind`` with the
+    reference's images hash ``source``: read from the run, else from the named reference ``shared`` whose shards
+    the analysis reads (``store.references.NamedReference``), else ``compute()``d once and stored — in
+    ``shared`` when given (every run that uses it reads it), else in the run. Live workers call this for every
+    snapshot: it is what keeps the reference side out of their per-snapshot cost."""
+    value = run.derived(kind, encoder_id=encoder_id, source=source, params=params)
+    if value is None and shared is not None:
+        value = shared.derived(kind, encoder_id=encoder_id, params=params)
+    if value is None:
+        value = compute()
+        if shared is not None:
+            shared.add_derived(kind, value, encoder_id=encoder_id, params=params, meta=meta)
+        else:
+            run.add_derived(kind, value, encoder_id=encoder_id, source=source, params=params, meta=meta)
+    return value
+
+
 def per_snapshot(
     run: Run,
     result: AnalysisResult,

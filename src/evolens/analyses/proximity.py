@@ -34,7 +34,9 @@ from ..errors import InputError
 from ..metrics import proximity as P
 from ..store.run import Run, opened
 from ..store.shards import ShardedFeatures
-from ._base import AnalysisResult, check_reference_name, choose_steps, per_snapshot
+from ..store.derived import HELDOUT_NEAREST_TRAIN, TRAINING_SPACING
+from ..store.references import named_reference_of
+from ._base import AnalysisResult, check_reference_name, choose_steps, per_snapshot, stored_reference_quantity
 from .embedding import embedding
 
 __all__ = ["NEAREST_K", "nearest_training", "proximity"]
@@ -117,10 +119,22 @@ def proximity(
             if held is not None and not comparable:
                 result.skipped["nn_ratio"] = (f"train ({train.shape[0]}) and held-out ({held.shape[0]}) sets differ "
                                               "in size by more than 10%")
-            # computed once per analysis: the same bins, spacing and cells judge every snapshot
+            # the same bins, spacing and cells judge every snapshot: the searches of the reference alone are
+            # stored (in the run, or with the named reference whose shards these are), not redone per snapshot
             many = train.shape[0] >= 2
-            spacing = P.training_spacing(train) if many else None
-            edges = P.nn_divergence_edges(train, held, bins) if (held is not None and held.shape[0] >= 2) else None
+            source = run.reference_hash(reference)
+            shared = named_reference_of(train) if isinstance(train, ShardedFeatures) else None
+
+            def stored(kind, compute, **params):
+                return stored_reference_quantity(run, kind, compute, encoder_id=encoder.id, source=source,
+                                                 params=params, meta={"reference": reference}, shared=shared)
+
+            spacing = stored(TRAINING_SPACING, lambda: P.training_spacing(train)) if many else None
+            d_held = edges = None
+            if held is not None and held.shape[0] >= 2:
+                d_held = stored(HELDOUT_NEAREST_TRAIN, lambda: P.nearest_neighbors(held, train, 1)[0][:, 0],
+                                heldout=run.reference_hash(heldout))
+                edges = P.nn_divergence_edges_from_distances(d_held, bins)
             partition = None
             sharded = isinstance(train, ShardedFeatures) or isinstance(held, ShardedFeatures)
             if sharded and held is not None:  # C_T's k-means cells and per-cell searches need the sets in memory
@@ -128,8 +142,6 @@ def proximity(
                                                      "reference): C_T needs them in memory")
             elif held is not None and many and train.shape[0] >= 3:
                 partition = P.ct_partition(train, seed=0)
-            d_held = P.nearest_neighbors(held, train, 1)[0][:, 0] if edges is not None else None
-            source = run.reference_hash(reference)
             # one neighbour search per snapshot serves the evidence and every metric below (the extraction
             # criterion needs the most neighbours: Carlini et al.'s 50)
             k = min(max(NEAREST_K, EXTRACTION_NEIGHBORS), train.shape[0])

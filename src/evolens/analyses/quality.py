@@ -27,7 +27,7 @@ from ..store.derived import CMMD_REFERENCE_TERM, FID_STATISTICS, PRDC_RADII
 from ..store.references import NamedReference, named_reference_of
 from ..store.shards import ShardedFeatures
 from ..store.run import Run, opened
-from ._base import AnalysisResult, check_reference_name, choose_steps, per_snapshot
+from ._base import AnalysisResult, check_reference_name, choose_steps, per_snapshot, stored_reference_quantity
 from .embedding import embedding
 
 __all__ = ["QUALITY_METRICS", "quality"]
@@ -93,21 +93,13 @@ def _stored_reference_side(run: Run, reference: str, encoder_id: str, features: 
     radii and CMMD term read from the run — or from the named reference ``shared`` whose shards ``features``
     are — or computed once and stored there (in ``shared`` when given: every run using it reads them). A live
     worker calls this for every snapshot."""
-    key = {"encoder_id": encoder_id, "source": run.reference_hash(reference)}
+    source = run.reference_hash(reference)
     group = {} if cls is None else {"class": cls}
     meta = {"reference": reference, **group}
 
     def stored(kind: str, compute, **params):
-        value = run.derived(kind, params={**group, **params}, **key)
-        if value is None and shared is not None:
-            value = shared.derived(kind, encoder_id=encoder_id, params={**group, **params})
-        if value is None:
-            value = compute()
-            if shared is not None:
-                shared.add_derived(kind, value, encoder_id=encoder_id, params={**group, **params}, meta=meta)
-            else:
-                run.add_derived(kind, value, params={**group, **params}, meta=meta, **key)
-        return value
+        return stored_reference_quantity(run, kind, compute, encoder_id=encoder_id, source=source,
+                                         params={**group, **params}, meta=meta, shared=shared)
 
     n = features.shape[0]
     stats = radii = None

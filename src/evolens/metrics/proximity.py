@@ -33,6 +33,7 @@ __all__ = [
     "extraction_rate",
     "nn_divergence_bootstrap",
     "nn_divergence_edges",
+    "nn_divergence_edges_from_distances",
     "nn_divergence_from_distances",
     "normalized_l2",
     "normalized_l2_from_distances",
@@ -184,7 +185,15 @@ def nn_divergence_edges(train: Any, heldout: Any, bins: int = 20) -> np.ndarray:
     heldout, train = _pair_or_sharded(heldout, train)
     if heldout.shape[0] < 2:
         raise InputError(f"heldout: expected at least 2 samples, received shape={heldout.shape}")
-    d_test = nearest_neighbors(heldout, train, 1)[0][:, 0]
+    return nn_divergence_edges_from_distances(nearest_neighbors(heldout, train, 1)[0][:, 0], bins)
+
+
+def nn_divergence_edges_from_distances(d_test: Any, bins: int = 20) -> np.ndarray:
+    """``nn_divergence_edges`` from the held-out items' nearest-training distances ``d_test`` (n,), already
+    searched (an analysis keeps them)."""
+    if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 2:
+        raise InputError(f"bins: expected an integer >= 2, received {bins!r}")
+    d_test = check_array(d_test, "d_test", ndim=1)
     inner = np.unique(np.quantile(d_test, np.linspace(0, 1, int(bins) + 1)[1:-1]))
     inner = inner[inner > 0]
     return np.concatenate([[0.0], inner, [np.inf]])

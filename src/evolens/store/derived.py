@@ -11,6 +11,11 @@ kind                              array                                       so
 ``fid-statistics``                FID mean and covariance, packed (``FeatureStatistics.state()``)  reference images hash  --
 ``prdc-radii``                    (n,) squared k-NN radii (params: ``k``)     reference images hash           --
 ``cmmd-reference-term``           (1,) mean RBF kernel of the reference       reference images hash           --
+``training-spacing``              (n,) distance of each reference item to its  reference images hash           --
+                                  nearest other item (authenticity)
+``heldout-nearest-train``         (m,) distance of each held-out item to its   reference images hash           --
+                                  nearest reference item (params: ``heldout``,
+                                  the held-out images hash)
 ``projection-coords``             (n, 2) map coordinates of one snapshot      projection id                   step
 ``projection-reference-coords``   (m, 2) map coordinates of reference points  projection id                   --
 ``projection-reference-labels``   (m,) labels of those reference points       projection id                   --
@@ -33,6 +38,8 @@ FEATURES = "features"
 FID_STATISTICS = "fid-statistics"
 PRDC_RADII = "prdc-radii"
 CMMD_REFERENCE_TERM = "cmmd-reference-term"
+TRAINING_SPACING = "training-spacing"
+HELDOUT_NEAREST_TRAIN = "heldout-nearest-train"
 PROJECTION_COORDS = "projection-coords"
 PROJECTION_REFERENCE_COORDS = "projection-reference-coords"
 PROJECTION_REFERENCE_LABELS = "projection-reference-labels"
@@ -40,8 +47,9 @@ PROJECTION_MODEL = "projection-model"
 NEAREST_TRAIN = "nearest-train"
 ATTRIBUTE_LABELS = "attribute-labels"
 
-DERIVED_KINDS = (FEATURES, FID_STATISTICS, PRDC_RADII, CMMD_REFERENCE_TERM, PROJECTION_COORDS, PROJECTION_REFERENCE_COORDS,
-                 PROJECTION_REFERENCE_LABELS, PROJECTION_MODEL, NEAREST_TRAIN, ATTRIBUTE_LABELS)
+DERIVED_KINDS = (FEATURES, FID_STATISTICS, PRDC_RADII, CMMD_REFERENCE_TERM, TRAINING_SPACING, HELDOUT_NEAREST_TRAIN,
+                 PROJECTION_COORDS, PROJECTION_REFERENCE_COORDS, PROJECTION_REFERENCE_LABELS, PROJECTION_MODEL,
+                 NEAREST_TRAIN, ATTRIBUTE_LABELS)
 
 
 def check_kind(kind: object) -> str:

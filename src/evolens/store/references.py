@@ -6,8 +6,9 @@ as a reference row, and per encoder
 
 - the features in shards (``features/<encoder id>/``, memory-mapped, one shard in memory at a time),
 - the FID statistics (derived ``fid-statistics``, Chan-merged over the shards: never all features at once),
-- the k-NN radii of precision/recall (k = 3) and density/coverage (k = 5) (derived ``prdc-radii``, one neighbour
-  search of each shard against the shards), and whatever else a run's analysis computes of the reference alone
+- the k-NN radii of precision/recall (k = 3) and density/coverage (k = 5) (derived ``prdc-radii``) and each
+  item's distance to its nearest other item (``training-spacing``, for authenticity), from one neighbour search
+  of each shard against the shards, and whatever else a run's analysis computes of the reference alone
   on first use (per-class statistics and radii, the CMMD reference term): stored here, for every later run,
 - an event ``reference-features`` recording the encoder, the shard folder and the size.
 
@@ -27,7 +28,7 @@ import numpy as np
 from .._paths import cache_dir
 from .._validation import check_name
 from ..errors import InputError
-from .derived import FID_STATISTICS, PRDC_RADII
+from .derived import FID_STATISTICS, PRDC_RADII, TRAINING_SPACING
 from .run import Run, is_run_dir, open_run
 from .shards import DEFAULT_SHARD_ROWS, ShardedFeatures, ShardWriter, is_shard_dir
 
@@ -167,11 +168,15 @@ def add_named_reference(name: str, images: Any, labels: Any = None, *, encoder: 
     statistics = FeatureStatistics().update_blocks(block for _, block in features.blocks())  # one shard at a time
     with open_run(path) as run:
         run.add_derived(FID_STATISTICS, statistics.state(), encoder_id=encoder.id, source=reference.content_hash)
-    ks = [k for k in (PRECISION_RECALL_K, DENSITY_COVERAGE_K) if k < features.shape[0]] if radii else []
-    if ks:
+    ks = [k for k in (1, PRECISION_RECALL_K, DENSITY_COVERAGE_K) if k < features.shape[0]] if radii else []
+    if ks:  # one neighbour search of every shard: the PRDC radii and the spacing authenticity judges by
         for k, value in knn_radii(features, ks).items():
-            reference.add_derived(PRDC_RADII, value, encoder_id=encoder.id, params={"k": k},
-                                  meta={"reference": name})
+            if k == 1:
+                reference.add_derived(TRAINING_SPACING, np.sqrt(value), encoder_id=encoder.id,
+                                      meta={"reference": name})
+            else:
+                reference.add_derived(PRDC_RADII, value, encoder_id=encoder.id, params={"k": k},
+                                      meta={"reference": name})
     with open_run(path) as run:
         run.add_event(FEATURES_EVENT, f"{features.shape[0]} features of {name} with {encoder.id}",
                       data={"encoder_id": encoder.id, "folder": str(folder.relative_to(path)),
