@@ -81,3 +81,33 @@ def test_blocked_real_side_is_checked_like_an_array(tmp_path, sets):
         Q.kid(sharded(tmp_path / "bad", bad, 20), fake)
     with pytest.raises(InputError, match="k: expected k < "):
         Q.prdc_radii(sharded(tmp_path / "few", np.ones((3, 24), dtype=np.float32), 2), 3)
+
+
+@pytest.mark.parametrize("d", [24, 80])  # 80: through dgm-eval's PCA to 64 dimensions
+def test_data_copying_ct_over_shards_equals_memory(tmp_path, monkeypatch, d):
+    from evolens.metrics import proximity as P
+
+    rng = np.random.default_rng(d)
+    train = rng.normal(size=(600, d)).astype(np.float32)
+    held = rng.normal(size=(300, d)).astype(np.float32)
+    fresh = rng.normal(size=(200, d)).astype(np.float32)
+    copies = train[:200] + rng.normal(scale=1e-3, size=(200, d)).astype(np.float32)
+    shards = sharded(tmp_path / "train", train, shard_rows=128)
+    held_shards = sharded(tmp_path / "held", held, shard_rows=128)
+    for gen in (fresh, copies):
+        expected = P.data_copying_ct(gen, train, held)
+        assert P.data_copying_ct(gen, shards, held) == pytest.approx(expected, abs=1e-9)
+        assert P.data_copying_ct(gen, shards, held_shards) == pytest.approx(expected, abs=1e-9)
+        # the held-out side searched once, with the cells, for every later snapshot
+        partition = P.ct_partition(shards, heldout=held_shards)
+        assert partition.heldout_nearest.shape == (300,)
+        assert P.data_copying_ct(gen, shards, held_shards, partition=partition) == pytest.approx(expected, abs=1e-9)
+        with pytest.raises(InputError, match="partition"):
+            P.data_copying_ct(gen, train[:500], held, partition=partition)
+    assert P.data_copying_ct(copies, shards, held) < -10 < P.data_copying_ct(fresh, shards, held) < 3
+    # beyond CT_FIT_ROWS the cells are fitted on a seeded sample: the verdict stands
+    monkeypatch.setattr(P, "CT_FIT_ROWS", 200)
+    assert P.data_copying_ct(copies, shards, held) < -10 < P.data_copying_ct(fresh, shards, held) < 3
+    other = held + 1.0  # a held-out set of the same size, other values: its own search, not the cached one
+    assert P.data_copying_ct(fresh, shards, other, partition=P.ct_partition(shards, heldout=held)) == \
+        pytest.approx(P.data_copying_ct(fresh, shards, other, partition=P.ct_partition(shards)), abs=1e-12)

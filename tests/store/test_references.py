@@ -117,8 +117,8 @@ def _proximity_run(path, data, reference_rows: int, store=None, shard_rows: int 
 
 def test_proximity_against_a_named_reference_equals_a_local_one_in_flat_memory(tmp_path, monkeypatch):
     """The proximity analysis reads a named reference's shards where it searches them: the same nearest
-    neighbours, copy rate, authenticity and evidence as with features in memory (C_T is skipped and says why),
-    and its traced memory does not grow with the reference (4x more rows, same shard size)."""
+    neighbours, copy rate, authenticity, C_T and evidence as with features in memory, and its traced memory does
+    not grow with the reference (4x more rows, same shard size)."""
     import tracemalloc
 
     from evolens.data import mnist
@@ -130,10 +130,11 @@ def test_proximity_against_a_named_reference_equals_a_local_one_in_flat_memory(t
     local = analyses.proximity(_proximity_run(tmp_path / "local", data, 1000), encoder="pixels", progress=False)
     shared = analyses.proximity(_proximity_run(tmp_path / "shared", data, 1000, store), encoder="pixels",
                                 progress=False)
-    assert "shards" in shared.skipped["data_copying_ct"]
+    assert shared.skipped == local.skipped and "data_copying_ct" not in shared.skipped
     for step, row in local.values.items():
-        expected = {k: v for k, v in row.items() if "data_copying_ct" not in k}
-        assert shared.values[step] == pytest.approx(expected, rel=1e-9, abs=1e-12), step
+        assert any("data_copying_ct" in name for name in row)
+        # C_T too: below CT_FIT_ROWS its PCA and k-means are fitted on the same rows as in memory
+        assert shared.values[step] == pytest.approx(row, rel=1e-9, abs=1e-12), step
     assert local.values[1][next(k for k in local.values[1] if "copy_rate" in k)] == 1.0
     with open_run(tmp_path / "local") as a, open_run(tmp_path / "shared") as b:
         from evolens.store.derived import NEAREST_TRAIN
@@ -143,6 +144,9 @@ def test_proximity_against_a_named_reference_equals_a_local_one_in_flat_memory(t
             (enc, src, _), = [k for k in a.derived_keys(NEAREST_TRAIN) if k[2] == step]
             np.testing.assert_array_equal(a.derived(NEAREST_TRAIN, encoder_id=enc, source=src, **key),
                                           b.derived(NEAREST_TRAIN, encoder_id=enc, source=src, **key))
+    from evolens.metrics import proximity as P
+
+    monkeypatch.setattr(P, "CT_FIT_ROWS", 500)  # C_T's cells fitted on 500 sampled rows: memory set by those
     peaks = {}
     for rows in (1000, 4000):
         run = _proximity_run(tmp_path / f"grow{rows}", data, rows, store)

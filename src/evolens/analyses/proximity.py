@@ -136,12 +136,9 @@ def proximity(
                                 heldout=run.reference_hash(heldout))
                 edges = P.nn_divergence_edges_from_distances(d_held, bins)
             partition = None
-            sharded = isinstance(train, ShardedFeatures) or isinstance(held, ShardedFeatures)
-            if sharded and held is not None:  # C_T's k-means cells and per-cell searches need the sets in memory
-                result.skipped[N.DATA_COPYING_CT] = ("the reference's features are stored in shards (a named "
-                                                     "reference): C_T needs them in memory")
-            elif held is not None and many and train.shape[0] >= 3:
-                partition = P.ct_partition(train, seed=0)
+            if held is not None and many and train.shape[0] >= 3:
+                # the cells, and the held-out rows' cells and distances, fitted once (shards: read one at a time)
+                partition = P.ct_partition(train, seed=0, heldout=held if held.shape[0] >= 2 else None)
             # one neighbour search per snapshot serves the evidence and every metric below (the extraction
             # criterion needs the most neighbours: Carlini et al.'s 50)
             k = min(max(NEAREST_K, EXTRACTION_NEIGHBORS), train.shape[0])

@@ -306,35 +306,150 @@ def training_spacing(train: Any) -> np.ndarray:
     return nearest_neighbors(train, train, 2)[0][:, 1]  # the first neighbour is the point itself (or a twin)
 
 
+CT_FIT_ROWS = 20_000  # rows C_T's PCA and k-means are fitted on for a training set read from shards (a seeded
+                      # sample beyond: 20,000 x 512 float64 = 78 MiB, whatever the set's size)
+
+
 @dataclass(frozen=True)
 class CTPartition:
-    """The cells of ``data_copying_ct``, fitted once on a training set (``ct_partition``)."""
+    """The cells of ``data_copying_ct``, fitted once on a training set (``ct_partition``): ``pca`` (or None),
+    ``kmeans``, ``train_cells`` (n_train,) the cell of every training row, and — when ``ct_partition`` was given
+    the held-out set — ``heldout_cells`` and ``heldout_nearest`` (each held-out row's distance to the nearest
+    training row of its cell), which do not depend on the snapshot and are then not searched again."""
 
     pca: Any
     kmeans: Any
     n_cells: int
     n_train: int
+    train_cells: np.ndarray | None = None
+    heldout_cells: np.ndarray | None = None
+    heldout_nearest: np.ndarray | None = None
+    heldout_sum: float | None = None  # Σ of the held-out values: the set the two arrays above belong to
 
     def transform(self, x: np.ndarray) -> np.ndarray:
-        x = x.astype(np.float64)
+        x = np.asarray(x).astype(np.float64)
         return self.pca.transform(x) if self.pca is not None else x
 
+    @property
+    def cells_of_train(self) -> np.ndarray:
+        return self.kmeans.labels_ if self.train_cells is None else self.train_cells
 
-def ct_partition(train: Any, *, n_cells: int = 3, max_dim: int = 64, seed: int = 0) -> CTPartition:
-    """PCA to ``max_dim`` dimensions (when wider) and k-means cells on ``train``, as ``data_copying_ct`` fits
-    them; pass it as ``partition=`` to judge many snapshots against one training set."""
+
+class _CellRows:
+    """The training rows of one cell, projected, read a shard at a time (a blocked reference for ``knn_sq``)."""
+
+    def __init__(self, train: Any, rows: np.ndarray, partition: CTPartition) -> None:
+        self.train, self.rows, self.partition = train, rows, partition
+        dim = partition.pca.n_components_ if partition.pca is not None else train.shape[1]
+        self.shape = (int(rows.shape[0]), int(dim))
+
+    def blocks(self):
+        out = 0
+        for offset, block in self.train.blocks():
+            lo, hi = np.searchsorted(self.rows, [offset, offset + block.shape[0]])
+            if hi > lo:
+                yield out, self.partition.transform(np.asarray(block)[self.rows[lo:hi] - offset])
+                out += hi - lo
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        return self.partition.transform(self.train.take(self.rows[np.asarray(index)]))
+
+
+def _cell_nearest(queries: np.ndarray, train: Any, partition: CTPartition, cell: int) -> np.ndarray:
+    """Distance (m,) of each projected query to the nearest training row of ``cell``."""
+    rows = np.flatnonzero(partition.cells_of_train == cell)
+    if _is_blocked(train):
+        return np.sqrt(knn_sq(queries, _CellRows(train, rows, partition), 1)[0][:, 0])
+    return nearest_neighbors(queries, partition.transform(train[rows]), 1)[0][:, 0]
+
+
+def _is_blocked(x: Any) -> bool:
+    from .quality import is_blocked
+
+    return is_blocked(x)
+
+
+def _heldout_cells_and_nearest(heldout: Any, train: Any, partition: CTPartition) -> tuple[np.ndarray, np.ndarray]:
+    """The cell of each held-out row and its distance to the nearest training row of that cell."""
+    cells = np.empty(heldout.shape[0], dtype=np.int64)
+    nearest = np.empty(heldout.shape[0])
+    for offset, block in (heldout.blocks() if _is_blocked(heldout) else [(0, heldout)]):
+        reduced = partition.transform(block)
+        block_cells = partition.kmeans.predict(reduced)
+        cells[offset:offset + block.shape[0]] = block_cells
+        for cell in np.unique(block_cells):
+            inside = block_cells == cell
+            nearest[offset + np.flatnonzero(inside)] = _cell_nearest(reduced[inside], train, partition, int(cell))
+    return cells, nearest
+
+
+def _fit_cells(rows: np.ndarray, n_cells: int, max_dim: int, seed: int) -> tuple[Any, Any]:
+    """dgm-eval's fit: PCA to ``max_dim`` components when wider (scikit-learn's, seeded) and k-means with 10
+    restarts on ``rows`` (n, d) float64; returns (pca or None, kmeans)."""
     from sklearn.cluster import KMeans
     from sklearn.decomposition import PCA
 
+    # dgm-eval projects on 64 components; fewer training samples than that allow fewer (its PCA would fail)
+    components = min(max_dim, rows.shape[0])
+    pca = PCA(n_components=components, random_state=seed).fit(rows) if rows.shape[1] > components else None
+    reduced = pca.transform(rows) if pca is not None else rows
+    return pca, KMeans(n_clusters=int(n_cells), n_init=10, random_state=seed).fit(reduced)
+
+
+def _ct_partition_blocked(train: Any, n_cells: int, max_dim: int, seed: int) -> CTPartition:
+    """``ct_partition`` of a training set read from shards: PCA and k-means fitted as in memory on at most
+    ``CT_FIT_ROWS`` rows (all of them below: the very cells of the in-memory path; a seeded sample above, where
+    dgm-eval would fit on every row), then every row's cell predicted a shard at a time. Memory: the fit rows
+    and one int per training row, never the whole set."""
+    n = train.shape[0]
+    fit = np.arange(n) if n <= CT_FIT_ROWS else np.sort(
+        np.random.default_rng(seed).choice(n, CT_FIT_ROWS, replace=False))
+    pca, kmeans = _fit_cells(np.asarray(train.take(fit), dtype=np.float64), n_cells, max_dim, seed)
+    partition = CTPartition(pca, kmeans, n_cells, n)
+    cells = np.empty(n, dtype=np.int32)
+    for offset, block in train.blocks():
+        cells[offset:offset + block.shape[0]] = kmeans.predict(partition.transform(block))
+    return CTPartition(pca, kmeans, n_cells, n, train_cells=cells)
+
+
+def ct_partition(train: Any, *, n_cells: int = 3, max_dim: int = 64, seed: int = 0,
+                 heldout: Any = None) -> CTPartition:
+    """PCA to ``max_dim`` dimensions (when wider) and k-means cells on ``train``, as ``data_copying_ct`` fits
+    them; pass it as ``partition=`` to judge many snapshots against one training set. With ``heldout``, the
+    held-out rows' cells and nearest-training distances are kept in it too (they do not change between
+    snapshots). ``train`` and ``heldout`` may be read from shards (``ShardedFeatures``): see
+    ``_ct_partition_blocked``."""
+    if _is_blocked(train):
+        if isinstance(n_cells, bool) or not isinstance(n_cells, (int, np.integer)) or not 1 <= n_cells <= train.shape[0]:
+            raise InputError(f"n_cells: expected an integer in [1, {train.shape[0]}], received {n_cells!r}")
+        partition = _ct_partition_blocked(train, int(n_cells), check_int(max_dim, "max_dim", minimum=1),
+                                          check_seed(seed))
+        return _with_heldout(partition, train, heldout)
     train = check_features(train, "train", min_samples=2).astype(np.float64)
     if isinstance(n_cells, bool) or not isinstance(n_cells, (int, np.integer)) or not 1 <= n_cells <= train.shape[0]:
         raise InputError(f"n_cells: expected an integer in [1, {train.shape[0]}], received {n_cells!r}")
-    # dgm-eval projects on 64 components; fewer training samples than that allow fewer (its PCA would fail)
-    components = min(max_dim, train.shape[0])
-    pca = PCA(n_components=components, random_state=seed).fit(train) if train.shape[1] > components else None
-    reduced = pca.transform(train) if pca is not None else train
-    kmeans = KMeans(n_clusters=int(n_cells), n_init=10, random_state=seed).fit(reduced)
-    return CTPartition(pca, kmeans, int(n_cells), train.shape[0])
+    pca, kmeans = _fit_cells(train, int(n_cells), max_dim, seed)
+    return _with_heldout(CTPartition(pca, kmeans, int(n_cells), train.shape[0]), train, heldout)
+
+
+def _with_heldout(partition: CTPartition, train: Any, heldout: Any) -> CTPartition:
+    if heldout is None:
+        return partition
+    if not _is_blocked(heldout):
+        heldout, _ = _pair(heldout, np.zeros((2, train.shape[1])), "heldout", "train", min_reference=2)
+    elif heldout.shape[1] != train.shape[1]:
+        raise InputError(f"heldout: expected {train.shape[1]} feature dimensions like train, received "
+                         f"shape={heldout.shape}")
+    cells, nearest = _heldout_cells_and_nearest(heldout, train, partition)
+    return CTPartition(partition.pca, partition.kmeans, partition.n_cells, partition.n_train, partition.train_cells,
+                       cells, nearest, _value_sum(heldout))
+
+
+def _value_sum(x: Any) -> float:
+    """Σ of every value in float64 (an array, or a set read from shards): a cheap fingerprint of a held-out set."""
+    if _is_blocked(x):
+        return float(sum(np.sum(block, dtype=np.float64) for _, block in x.blocks()))
+    return float(np.sum(x, dtype=np.float64))
 
 
 def data_copying_ct(generated: Any, train: Any, heldout: Any, *, n_cells: int = 3, tau: float | None = None,
@@ -353,8 +468,17 @@ def data_copying_ct(generated: Any, train: Any, heldout: Any, *, n_cells: int = 
     """
     from scipy.stats import mannwhitneyu
 
-    generated, train = _pair(generated, train, "generated", "train", min_reference=2)
-    heldout, _ = _pair(heldout, train, "heldout", "train", min_reference=2)
+    if _is_blocked(train) or _is_blocked(heldout):  # read from shards (a named reference): never all in memory
+        generated = check_features(generated, "generated", 1, None)
+        for name, value in (("train", train), ("heldout", heldout)):
+            if not _is_blocked(value):
+                value = check_features(value, name, 2, None)
+            if value.shape[0] < 2 or value.shape[1] != generated.shape[1]:
+                raise InputError(f"{name}: expected at least 2 samples of {generated.shape[1]} features like "
+                                 f"generated, received shape={value.shape}")
+    else:
+        generated, train = _pair(generated, train, "generated", "train", min_reference=2)
+        heldout, _ = _pair(heldout, train, "heldout", "train", min_reference=2)
     seed = check_seed(seed)
     n_cells = check_int(n_cells, "n_cells", minimum=1)
     max_dim = check_int(max_dim, "max_dim", minimum=1)
@@ -368,20 +492,25 @@ def data_copying_ct(generated: Any, train: Any, heldout: Any, *, n_cells: int = 
         raise InputError(f"partition: expected ct_partition() of this training set ({train.shape[0]} rows), "
                          f"received {partition!r}")
     n_cells = partition.n_cells
-    train, heldout, generated = (partition.transform(x) for x in (train, heldout, generated))
-    t_cells = partition.kmeans.labels_
-    p_cells, q_cells = partition.kmeans.predict(heldout), partition.kmeans.predict(generated)
+    if partition.heldout_cells is not None and partition.heldout_cells.shape[0] == n \
+            and partition.heldout_sum == _value_sum(heldout):
+        p_cells, p_nearest = partition.heldout_cells, partition.heldout_nearest  # searched once, with the cells
+    else:
+        p_cells, p_nearest = _heldout_cells_and_nearest(heldout, train, partition)
+    reduced = partition.transform(generated)
+    q_cells = partition.kmeans.predict(reduced)
+    t_counts = np.bincount(partition.cells_of_train, minlength=n_cells)
     z, p_share, q_share = np.zeros(n_cells), np.zeros(n_cells), np.zeros(n_cells)
     for cell in range(int(n_cells)):
-        t_in, p_in, q_in = train[t_cells == cell], heldout[p_cells == cell], generated[q_cells == cell]
-        p_share[cell], q_share[cell] = p_in.shape[0] / n, q_in.shape[0] / m
-        if p_in.shape[0] == 0 or t_in.shape[0] == 0:
+        p_in, q_in = p_cells == cell, q_cells == cell
+        p_share[cell], q_share[cell] = p_in.sum() / n, q_in.sum() / m
+        if not p_in.any() or t_counts[cell] == 0:
             raise InputError(f"n_cells: cell {cell} of {n_cells} holds no held-out or no training sample; use fewer "
                              "cells or more held-out data")
-        if q_in.shape[0] == 0:
+        if not q_in.any():
             continue
-        l_q = nearest_neighbors(q_in, t_in, 1)[0][:, 0]
-        l_p = nearest_neighbors(p_in, t_in, 1)[0][:, 0]
+        l_q = _cell_nearest(reduced[q_in], train, partition, cell)
+        l_p = p_nearest[p_in]
         u = mannwhitneyu(l_q, l_p, alternative="less").statistic
         nq, np_ = l_q.size, l_p.size
         z[cell] = (u - (np_ * nq / 2 - 0.5)) / np.sqrt(np_ * nq * (np_ + nq + 1) / 12)
