@@ -189,34 +189,39 @@ def cmd_reference(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_publish(args: argparse.Namespace) -> int:
-    """``evolens publish RUN DEST [--every S]``: a read-only copy of a run for other machines (again every S s)."""
+def _again_every(seconds: float | None, once) -> int:
+    """Call ``once()`` (which prints what it did), then again every ``seconds`` until Ctrl+C; once without."""
     import time as _time
 
+    while True:
+        once()
+        if not seconds:
+            return 0
+        _time.sleep(seconds)
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    """``evolens publish RUN DEST [--every S]``: a read-only copy of a run for other machines (again every S s)."""
     from .store.publish import publish
 
-    while True:
+    def once() -> None:
         done = publish(args.run, args.dest)
         print(f"published {args.run} to {args.dest}: {done['arrays_copied']} of {done['arrays_total']} array files "
               f"copied ({done['bytes'] / 2**20:.1f} MiB)", flush=True)
-        if not args.every:
-            return 0
-        _time.sleep(args.every)
+
+    return _again_every(args.every, once)
 
 
 def cmd_mirror(args: argparse.Namespace) -> int:
     """``evolens mirror SOURCE DEST [--every S]``: a writable copy of a run on this host, kept up to date."""
-    import time as _time
-
     from .store.publish import mirror
 
-    while True:
+    def once() -> None:
         done = mirror(args.source, args.dest)
         print(f"mirrored {args.source} to {args.dest}: {done['snapshots_copied']} snapshots, "
               f"{done['references_copied']} reference sets copied", flush=True)
-        if not args.every:
-            return 0
-        _time.sleep(args.every)
+
+    return _again_every(args.every, once)
 
 
 def cmd_analysis(args: argparse.Namespace) -> int:
