@@ -165,3 +165,15 @@ def test_a_mirror_follows_its_source_and_keeps_its_own_writes(tmp_path):
         mirror(tmp_path / "other", copy)
     with pytest.raises(InputError, match="source"):
         mirror(tmp_path / "missing", tmp_path / "x")
+
+
+def test_a_worker_whose_results_store_is_unreachable_analyses_alone(tmp_path):
+    source = _training_run(tmp_path / "run", steps=3)
+    worker = LiveWorker(source, _live("postgresql://evolens@127.0.0.1:1/postgres"))
+    assert worker.run(timeout=60) == 3
+    with open_run(source) as run:
+        assert run.analysed_steps("live", _live(None).context()) == {0, 1, 2}
+        warnings = [e for e in run.events(kind="analysis_error") if "results store unreachable" in e.message]
+        assert len(warnings) == 1  # said once, not at every snapshot
+    with pytest.raises(InputError, match="results: expected None or a postgresql:// URL"):
+        _live("mysql://x")

@@ -124,12 +124,6 @@ class Live:
                 "by": self.by}
 
 
-def _suppressed():
-    import contextlib
-
-    return contextlib.suppress(Exception)
-
-
 def capture_running(run: Run) -> bool:
     """Whether a capturing process may still add snapshots: its session has not closed (no ``capture_end``
     event) and, when it ran on this host, its process is alive. In a copy kept by ``evolens mirror``: what the
@@ -167,6 +161,7 @@ class LiveWorker:
         self._lock = None
         self._run: Run | None = None  # kept open: one analysis session per worker, not one per poll
         self._results = None  # the shared results store (Live.results), connected on first use
+        self._told_unreachable = False
 
     # -- one worker per run ----------------------------------------------------------------------------
     def acquire(self) -> None:
@@ -226,25 +221,21 @@ class LiveWorker:
             return 0
         if self._fired is None:
             self._fired = {e.kind[len(ALERT_PREFIX):] for e in run.events() if e.kind.startswith(ALERT_PREFIX)}
-        shared = self._shared(run)
-        finished = shared.finished(run.uid, self.context) if shared is not None else {}
+        finished = self._shared(run, "finished", run.uid, self.context, default={})
         done = 0
         for step in todo:
             if step in finished:  # analysed by a worker on another host: its values, this run's rules
                 self._import(run, step, finished[step])
                 done += 1
                 continue
-            if shared is not None and not shared.claim(run.uid, run.name, self.context, step):
+            if not self._shared(run, "claim", run.uid, run.name, self.context, step, default=True):
                 continue  # another worker has it: its values are imported once it finishes
             try:
                 values = self._analyse(run, step)
-                if shared is not None:
-                    shared.finish(run.uid, self.context, step, values)
+                self._shared(run, "finish", run.uid, self.context, step, values, default=None)
                 done += 1
             except Exception as exc:  # one bad snapshot must not stop the worker (nor the training)
-                if shared is not None:
-                    with _suppressed():
-                        shared.release(run.uid, self.context, step)
+                self._shared(run, "release", run.uid, self.context, step, default=None)
                 done += 1
                 self._failed.add(step)
                 logger.exception("evolens live: snapshot %d of %s failed", step, self.run_dir)
@@ -255,24 +246,28 @@ class LiveWorker:
                 run.add_analysis_step("live", self.context, step, {})
         return done
 
-    def _shared(self, run: Run):
-        """The results store of ``Live.results`` (None without one). When it cannot be reached the worker goes
-        on alone — an ``analysis_error`` event says so once — and tries again at the next poll."""
+    def _shared(self, run: Run, method: str, *args: Any, default: Any) -> Any:
+        """``ResultsDB.<method>(*args)`` on the store of ``Live.results``; ``default`` without one, or when it
+        cannot be reached or fails: the worker then goes on alone (claiming nothing, so it analyses every
+        snapshot), says so once (an ``analysis_error`` event), and connects again at its next call."""
         if self.live.results is None:
-            return None
-        if self._results is None:
-            from ..store.results_db import ResultsDB
+            return default
+        from ..store.results_db import ResultsDB
 
-            try:
+        try:
+            if self._results is None:
                 self._results = ResultsDB(self.live.results, stale_after=self.live.stale_after)
-            except EvolensError as exc:
-                if not getattr(self, "_told_unreachable", False):
-                    self._told_unreachable = True
-                    logger.warning("evolens live: %s", exc)
-                    run.add_event("analysis_error", f"results store unreachable, analysing alone: {exc}",
-                                  level="warning")
-                return None
-        return self._results
+            return getattr(self._results, method)(*args)
+        except EvolensError as exc:
+            if self._results is not None:
+                self._results.close()
+                self._results = None
+            if not self._told_unreachable:
+                self._told_unreachable = True
+                logger.warning("evolens live: %s", exc)
+                run.add_event("analysis_error", f"results store unreachable, analysing alone: {exc}",
+                              level="warning")
+            return default
 
     def _import(self, run: Run, step: int, finished: dict[str, Any]) -> None:
         """Write the values another host's worker computed for ``step`` into this run, check the rules on them
