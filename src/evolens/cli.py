@@ -129,7 +129,8 @@ def cmd_embed(args: argparse.Namespace) -> int:
     target = Path(args.run)
     if is_run_dir(target):
         result = embedding(target, encoder=args.encoder, batch_size=args.batch_size, progress=not args.quiet,
-                           engine=args.engine, address=args.address, workers=args.workers, **kwargs)
+                           engine=args.engine, address=args.address, workers=args.workers,
+                           gpus_per_worker=args.gpus_per_worker, **kwargs)
         total = len(result.snapshots) + len(result.references)
         print(f"{result.encoder_id}: {total} arrays embedded ({result.computed} computed, "
               f"{total - result.computed} cached)"
@@ -151,7 +152,8 @@ def cmd_embed(args: argparse.Namespace) -> int:
     encoder = get_encoder(args.encoder, **kwargs)
     with ShardWriter(args.out) as writer:
         embed_into_shards(encoder, source, writer, engine=args.engine, address=args.address, workers=args.workers,
-                          batch_size=args.batch_size, progress=not args.quiet)
+                          batch_size=args.batch_size, progress=not args.quiet,
+                          num_gpus_per_worker=args.gpus_per_worker)
     print(f"{encoder.id}: {source.n} images embedded into {args.out}")
     return 0
 
@@ -183,7 +185,8 @@ def cmd_reference(args: argparse.Namespace) -> int:
     kwargs = {"path": args.weights} if args.weights else {}
     reference = R.add_named_reference(args.name, np.asarray(images), labels, encoder=args.encoder, store=args.store,
                                       batch_size=args.batch_size, engine=args.engine, address=args.address,
-                                      workers=args.workers, progress=not args.quiet, radii=args.radii, **kwargs)
+                                      workers=args.workers, gpus_per_worker=args.gpus_per_worker,
+                                      progress=not args.quiet, radii=args.radii, **kwargs)
     print(f"reference {reference.name!r}: {reference.n} images, features for {', '.join(reference.encoders())} "
           f"in {reference.path}")
     return 0
@@ -407,7 +410,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="ray: Ray Data with the encoder as actors (pip install evolens[ray])")
     p.add_argument("--address", default=None, help="Ray cluster address ('auto', 'ray://host:10001'); default: a "
                    "local Ray")
-    p.add_argument("--workers", type=positive_int, default=None, help="encoder actors (default: one per CPU)")
+    p.add_argument("--workers", type=positive_int, default=None, help="encoder actors (default: one per CPU, or "
+                   "one per GPU with --gpus-per-worker)")
+    p.add_argument("--gpus-per-worker", type=float, default=0.0, help="ray: GPUs each encoder actor takes (1 on a "
+                   "GPU cluster: one actor per GPU); 0: CPU slots")
     p.add_argument("--out", default=None, help="folder for the feature shards (a .npy file or folder of images)")
 
     p = sub.add_parser("publish", help="copy a run read-only for other machines (a network filesystem, a cluster)")
@@ -435,6 +441,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--engine", choices=("local", "ray"), default="local")
     q.add_argument("--address", default=None)
     q.add_argument("--workers", type=positive_int, default=None)
+    q.add_argument("--gpus-per-worker", type=float, default=0.0, help="ray: GPUs each encoder actor takes")
     q.add_argument("--no-radii", dest="radii", action="store_false",
                    help="skip the k-NN radii of precision/recall and density/coverage (a search quadratic in the "
                         "number of images; a run's quality analysis computes and stores them on first use)")

@@ -76,3 +76,23 @@ def test_callable_must_return_2d():
     encoder = CallableEncoder(lambda x: x, dim=3, device="cpu")
     with pytest.raises(InputError, match=r"fn\(images\): expected features of shape \(n, dim\)"):
         encoder.encode(np.zeros((1, 3, 2, 2), np.float32))
+
+
+def test_an_encoder_moves_to_a_device_with_its_modules():
+    """``Encoder.to`` (what a Ray actor given a GPU calls): the device and every module it holds move; the
+    features stay; a device the machine lacks is refused by name."""
+    import torch
+
+    from evolens.data import digits
+    from evolens.errors import InputError
+
+    encoder = get_encoder("digits-cnn")
+    images = digits("train").images[:20]
+    before = encoder.encode(images)
+    assert encoder.to("cpu") is encoder and encoder.device == torch.device("cpu")
+    modules = [v for v in vars(encoder).values() if isinstance(v, torch.nn.Module)]
+    assert modules and all(p.device.type == "cpu" for m in modules for p in m.parameters())
+    np.testing.assert_array_equal(encoder.encode(images), before)
+    if not torch.cuda.is_available():
+        with pytest.raises(InputError, match="device: 'cuda' is not"):
+            encoder.to("cuda")

@@ -57,6 +57,7 @@ def embedding(
     engine: str = "local",
     address: str | None = None,
     workers: int | None = None,
+    gpus_per_worker: float = 0.0,
     **encoder_kwargs: Any,
 ) -> RunEmbedding:
     """Embed every snapshot (or ``steps``) and every reference set (or the named ones) of ``run``.
@@ -71,6 +72,8 @@ def embedding(
         engine: ``"local"`` (this process) or ``"ray"``: every array still to embed goes through one Ray Data
             pipeline with the encoder as actors (``analyses.ray_engine``; ``workers`` actors, a cluster at
             ``address`` or a local Ray). Both store the same features (up to float32 rounding, atol 1e-5).
+            ``gpus_per_worker``: GPUs each actor takes (1 on a GPU cluster: one actor per GPU, the encoder moved
+            there); 0 runs the actors on CPU slots.
 
     Returns a ``RunEmbedding``. Encoders that need fitting (``pixels`` with ``pca=``) are fitted on the
     ``train`` reference (or the first one).
@@ -84,7 +87,8 @@ def embedding(
     encoder = get_encoder(encoder, **encoder_kwargs)
     with opened(run) as run:
         return _embed(run, encoder, reference, steps, batch_size, progress,
-                      {"address": address, "workers": workers} if engine == "ray" else None)
+                      {"address": address, "workers": workers, "num_gpus_per_worker": gpus_per_worker}
+                      if engine == "ray" else None)
 
 
 ENGINES = ("local", "ray")

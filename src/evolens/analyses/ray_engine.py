@@ -104,11 +104,14 @@ class _EncoderActor:
     """Ray Data actor: holds one encoder (built once per actor) and the sources; reads the images of a batch of
     row ids itself (no image passes through the driver) and embeds them."""
 
-    def __init__(self, encoder_blob: bytes, sources_blob: bytes, threads: int, batch_size: int | None) -> None:
+    def __init__(self, encoder_blob: bytes, sources_blob: bytes, threads: int, batch_size: int | None,
+                 on_gpu: bool = False) -> None:
         import torch
 
         torch.set_num_threads(max(1, threads))
         self.encoder = pickle.loads(encoder_blob)
+        if on_gpu:  # Ray gave this actor a GPU (CUDA_VISIBLE_DEVICES names it): the encoder runs there
+            self.encoder.to("cuda")
         self.read = _ReadRows(sources_blob)
         self.batch_size = batch_size
 
@@ -224,20 +227,21 @@ def _pipeline(ray: Any, encoder: Any, sources: list[Any], workers: int, threads:
     ranges = [np.array([[a, min(a + batch, total)]], dtype=np.int64) for a in range(0, total, batch)]
     chunks = ray.data.from_numpy_refs([ray.put(r) for r in ranges])
     return chunks.map_batches(_EncoderActor, fn_constructor_args=(pickle.dumps(encoder), pickle.dumps(sources),
-                                                                  threads, batch_size),
+                                                                  threads, batch_size, bool(num_gpus)),
                               compute=ray.data.ActorPoolStrategy(size=workers), batch_size=1, batch_format="numpy",
                               num_cpus=threads if not num_gpus else 1, num_gpus=num_gpus or None)
 
 
 def embed_into_shards(encoder: Any, source: NpySource | FileListSource, writer: Any, *, engine: str = "local",
                       address: str | None = None, workers: int | None = None, batch_size: int | None = None,
-                      progress: bool = True, description: str | None = None) -> None:
+                      progress: bool = True, description: str | None = None,
+                      num_gpus_per_worker: float = 0.0) -> None:
     """Embed every image of ``source`` with ``encoder`` and append the features, in order, to ``writer`` (a
     ``ShardWriter``): in this process, 16 encoder batches at a time, or on Ray (``engine="ray"``, see
     ``embed_sources``). Memory: one chunk of images and its features, whatever the size of the source."""
     if engine == "ray":
         embed_sources(encoder, [source], address=address, workers=workers, batch_size=batch_size, progress=progress,
-                      into=writer)
+                      num_gpus_per_worker=num_gpus_per_worker, into=writer)
         return
     if engine != "local":
         raise InputError(f"engine: expected 'local' or 'ray', received {engine!r}")

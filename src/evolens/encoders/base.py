@@ -112,6 +112,15 @@ class Encoder(abc.ABC):
         self.weights_sha256: str | None = None
         self.calls = 0  # number of forward batches run (tests use it to prove caching)
 
+    def to(self, device: str | torch.device) -> "Encoder":
+        """Move to ``device`` (the encoder and every torch module it holds, e.g. on a Ray actor given a GPU);
+        returns self. The features do not depend on the device beyond float rounding."""
+        self.device = resolve_device(device)
+        for value in vars(self).values():
+            if isinstance(value, torch.nn.Module):
+                value.to(self.device)
+        return self
+
     @property
     def id(self) -> str:
         """Identity of the features: name + weights hash (+ configuration), stable across machines."""

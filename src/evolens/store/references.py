@@ -131,13 +131,13 @@ def add_named_reference(name: str, images: Any, labels: Any = None, *, encoder: 
                         store: str | os.PathLike | None = None, batch_size: int | None = None,
                         engine: str = "local", address: str | None = None, workers: int | None = None,
                         progress: bool = True, shard_rows: int = DEFAULT_SHARD_ROWS, radii: bool = True,
-                        **encoder_kwargs: Any) -> NamedReference:
+                        gpus_per_worker: float = 0.0, **encoder_kwargs: Any) -> NamedReference:
     """Store ``images`` (n, C, H, W) (and ``labels`` (n,)) as the reference ``name`` (once; the same content again
     is a no-op, other content under the name an InputError) and their features under ``encoder`` in shards,
     with FID statistics and (``radii``) the k-NN radii of precision/recall and density/coverage — a search of
     every shard against the shards, quadratic in n: pass False for a very large set whose PRDC no run needs
     (a run computes them on first use and stores them here). An encoder already stored is not embedded again.
-    ``engine="ray"`` embeds on Ray. Returns the ``NamedReference``."""
+    ``engine="ray"`` embeds on Ray (``gpus_per_worker``: one actor per GPU). Returns the ``NamedReference``."""
     from ..encoders.registry import get_encoder
     from ..metrics.quality import DENSITY_COVERAGE_K, PRECISION_RECALL_K, FeatureStatistics, knn_radii
     from .run import check_reference
@@ -163,7 +163,7 @@ def add_named_reference(name: str, images: Any, labels: Any = None, *, encoder: 
     stored = reference.images
     embed_into_shards(encoder, NpySource(str(stored.filename), len(stored)), writer, engine=engine, address=address,
                       workers=workers, batch_size=batch_size, progress=progress,
-                      description=f"embedding {name} ({encoder.name})")
+                      description=f"embedding {name} ({encoder.name})", num_gpus_per_worker=gpus_per_worker)
     features = writer.close()
     statistics = FeatureStatistics().update_blocks(block for _, block in features.blocks())  # one shard at a time
     with open_run(path) as run:
