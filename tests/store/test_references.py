@@ -257,3 +257,69 @@ def test_quality_against_a_named_reference_in_flat_memory(tmp_path, monkeypatch)
         assert any("/precision/class=" in name for name in result.values[0])
     shard_bytes = 500 * 784 * 4
     assert peaks[4000] - peaks[1000] < shard_bytes, peaks  # loading the 3,000 more rows would be 6 shards
+
+
+def test_using_a_named_reference_links_its_images_without_loading_them(tmp_path, monkeypatch):
+    """``reference use``: the run's images file is a hard link to the stored one (no byte copied, nothing
+    loaded: traced memory far below the images' size); across filesystems a chunked copy (os.link refused)."""
+    import os
+    import tracemalloc
+
+    from evolens.data import mnist
+    from evolens.store.run import open_run
+
+    data = mnist("train")
+    store = tmp_path / "store"
+    reference = add_named_reference("mnist", data.images, data.labels, encoder="pixels", store=store,
+                                    radii=False, progress=False)
+    for name, link_works in (("linked", True), ("copied", False)):
+        with RunWriter(tmp_path / name, name=name) as writer:
+            writer.write_snapshot(0, {"samples": data.images[:4]})
+        if not link_works:
+            def refuse(*args, **kwargs):
+                raise OSError(18, "Invalid cross-device link")
+
+            monkeypatch.setattr(os, "link", refuse)
+        tracemalloc.start()
+        use_named_reference(tmp_path / name, "mnist", as_name="train", store=store)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert peak < data.images.nbytes / 4, (name, peak)  # 12.5 MB of images, never in memory
+        with open_run(tmp_path / name) as run:
+            stored = run.array_file(run.reference_hash("train"))
+            same_inode = os.stat(stored).st_ino == os.stat(reference.images_file).st_ino
+            assert same_inode == link_works, name
+            np.testing.assert_array_equal(run.reference("train", mmap=True).images, data.images)
+            np.testing.assert_array_equal(run.reference_labels("train"), data.labels)
+
+
+def test_views_of_a_large_reference_read_only_the_rows_they_show(tmp_path, monkeypatch):
+    """The memorisation gallery shows each sample's nearest training images: it reads those rows from the
+    memory-mapped reference, not the whole set (traced memory far below its size), and shows the same images."""
+    import tracemalloc
+
+    from evolens.data import mnist
+    from evolens.views.data import memorisation_gallery, reference_images_at
+
+    data = mnist("train")
+    store = tmp_path / "store"
+    monkeypatch.setenv("EVOLENS_REFERENCES", str(store))
+    add_named_reference("mnist", data.images, encoder="pixels", store=store, radii=False, progress=False)
+    with RunWriter(tmp_path / "run", name="run") as writer:
+        writer.write_snapshot(0, {"samples": data.images[100:140]})  # copies: their neighbours are themselves
+    use_named_reference(tmp_path / "run", "mnist", as_name="train")
+    analyses.proximity(tmp_path / "run", encoder="pixels", heldout=None)
+    from evolens.store.run import open_run
+
+    with open_run(tmp_path / "run") as run:
+        tracemalloc.start()
+        gallery = memorisation_gallery(run, 0, max_samples=10, k=3)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert peak < data.images.nbytes / 4, peak
+        assert len(gallery["items"]) == 10
+        assert all(item["neighbours"][0]["distance"] == 0.0 for item in gallery["items"])
+        assert {item["neighbours"][0]["index"] for item in gallery["items"]} <= set(range(100, 140))
+        shown = reference_images_at(run, "train", [105, -1, 10**9, 7])
+        assert sorted(shown) == [7, 105]
+        np.testing.assert_array_equal(shown[105], data.images[105])

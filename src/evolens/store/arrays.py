@@ -106,6 +106,37 @@ class ArrayStore:
                     tmp.unlink()
         return StoredArray(digest, rel, tuple(array.shape), array.dtype.str, int(array.nbytes))
 
+    def put_file(self, source: str | os.PathLike, digest: str) -> StoredArray:
+        """Store the ``.npy`` file ``source`` whose content hash is ``digest`` (another store's verified
+        content-addressed file, e.g. a named reference's images) without loading it: a hard link where both are
+        on one filesystem (no byte copied; content-addressed files are never rewritten), else a copy in chunks.
+        Returns its record (shape and dtype read from the file's header)."""
+        source = Path(source)
+        header = np.load(source, mmap_mode="r", allow_pickle=False)
+        record = StoredArray(digest, array_relative_path(digest), tuple(header.shape), header.dtype.str,
+                             int(header.nbytes))
+        del header
+        target = self.run_dir / record.path
+        if target.exists() and _intact(target, digest):
+            return record
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.parent / f"{digest}{_TMP_MARK}{os.getpid()}"
+        try:
+            try:
+                os.link(source, tmp)
+            except OSError:  # another filesystem, or links not supported: copy, a chunk at a time
+                import shutil
+
+                shutil.copyfile(source, tmp)
+                if self.fsync:
+                    with open(tmp, "rb") as handle:
+                        os.fsync(handle.fileno())
+            os.replace(tmp, target)
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+        return record
+
     def get(self, rel_path: str, *, mmap: bool = False, verify_hash: str | None = None) -> np.ndarray:
         """Load the array stored at ``rel_path``; with ``verify_hash`` check its content hash too."""
         path = self.run_dir / rel_path

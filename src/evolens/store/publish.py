@@ -204,9 +204,11 @@ def mirror(source: str | os.PathLike, dest: str | os.PathLike) -> dict[str, int]
             if new_steps or new_refs:
                 writer = RunWriter(target, kind="analysis", create=False)
                 try:
-                    for name in new_refs:
-                        reference = origin.reference(name)
-                        writer.write_reference(name, reference.images, reference.labels, reference.meta)
+                    for name in new_refs:  # the images linked or copied as a file, never loaded
+                        digest = origin.reference_hash(name)
+                        reference = origin.reference(name, mmap=True)
+                        writer.write_reference_file(name, origin.array_file(digest), digest, reference.labels,
+                                                    reference.meta)
                     for step in new_steps:
                         snap = origin.snapshot(step)
                         arrays = {key: origin._load(digest) for key, digest in snap.arrays.items()}

@@ -78,6 +78,12 @@ class NamedReference:
             return np.load(run.array_file(self.content_hash), mmap_mode="r")
 
     @property
+    def images_file(self) -> Path:
+        """The ``.npy`` file of the images (content-addressed, hash ``content_hash``), not read."""
+        with self._run() as run:
+            return self.path / run._one("SELECT path FROM arrays WHERE hash = ?", (self.content_hash,))[0]
+
+    @property
     def labels(self) -> np.ndarray | None:
         """The labels (n,), or None; read without loading the images."""
         with self._run() as run:
@@ -187,8 +193,8 @@ def add_named_reference(name: str, images: Any, labels: Any = None, *, encoder: 
 def use_named_reference(run_dir: str | os.PathLike, name: str, *, as_name: str | None = None,
                         store: str | os.PathLike | None = None) -> str:
     """Give the run at ``run_dir`` the stored reference ``name`` (under ``as_name``, default ``name``): its images
-    and labels are written into the run (views show them; content-addressed, so the same content is one file
-    per run) and every analysis of the run reads the reference's stored features and statistics instead of
+    and labels are linked into the run (views show them; a hard link to the stored file, no copy on one
+    filesystem) and every analysis of the run reads the reference's stored features and statistics instead of
     embedding it. Returns the name in the run."""
     matches = [r for r in named_references(store) if r.name == name]
     if not matches:
@@ -196,7 +202,7 @@ def use_named_reference(run_dir: str | os.PathLike, name: str, *, as_name: str |
         raise InputError(f"name: no stored reference {name!r} in {str(reference_store(store))!r}; known: {known}")
     reference = matches[0]
     with open_run(run_dir) as run:
-        run.add_reference(as_name or name, np.asarray(reference.images), reference.labels)
+        run.add_reference_file(as_name or name, reference.images_file, reference.content_hash, reference.labels)
     return as_name or name
 
 

@@ -313,13 +313,14 @@ class Run:
         """Number of items of each stored reference data set, without loading them."""
         return {r[0]: int(r[1]) for r in self._conn.execute("SELECT name, n FROM refs ORDER BY name")}
 
-    def reference(self, name: str) -> Reference:
-        """The reference data set ``name``; raises InputError listing the known ones when absent."""
+    def reference(self, name: str, *, mmap: bool = False) -> Reference:
+        """The reference data set ``name``; raises InputError listing the known ones when absent. ``mmap``: the
+        images memory-mapped (read where indexed: a few rows of a large set cost a few rows)."""
         row = self._one("SELECT images_hash, labels_hash, meta FROM refs WHERE name = ?", (name,))
         if row is None:
             raise InputError(f"name: no reference {name!r} in run {self.name!r}; known: {self.reference_names()}")
         labels = self._load(row[1]) if row[1] else None
-        return Reference(name, self._load(row[0]), labels, json.loads(row[2]))
+        return Reference(name, self._load(row[0], mmap=mmap), labels, json.loads(row[2]))
 
     def reference_labels(self, name: str) -> np.ndarray | None:
         """The labels (n,) of reference ``name``, or None, without reading its images."""
@@ -411,6 +412,15 @@ class Run:
         """
         images, labels = check_reference(name, images, labels)
         return self._analysis_writer().write_reference(name, images, labels, meta)
+
+    def add_reference_file(self, name: str, images_file: str | os.PathLike, images_hash: str, labels: Any = None,
+                           meta: Mapping[str, Any] | None = None) -> bool:
+        """``add_reference`` for images already stored as a verified content-addressed ``.npy`` file (a named
+        reference's, another run's ``array_file``), hash ``images_hash``: hard-linked into the run (copied in
+        chunks across filesystems), never loaded — a million-image reference costs no memory and, on one
+        filesystem, no disk."""
+        images, labels = check_reference(name, np.load(images_file, mmap_mode="r"), labels)
+        return self._analysis_writer().write_reference_file(name, images_file, images_hash, labels, meta)
 
     def add_mirror(self, mirror: Any) -> None:
         """Mirror what analyses append to this run (scalars, events) to ``mirror``, e.g. an

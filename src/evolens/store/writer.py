@@ -450,6 +450,18 @@ class RunWriter:
         check_name(name, "name")
         meta_json = to_json(_mapping(meta, "meta"), "meta")
         images_rec = self.arrays.put(images, name="images")
+        return self._write_reference_records(name, images_rec, labels, meta_json)
+
+    def write_reference_file(self, name: str, images_file: str | os.PathLike, images_hash: str,
+                             labels: np.ndarray | None = None, meta: Mapping[str, Any] | None = None) -> bool:
+        """``write_reference`` for images already stored as a content-addressed ``.npy`` file elsewhere (a named
+        reference, another run): linked into the run (``ArrayStore.put_file``), never loaded into memory."""
+        check_name(name, "name")
+        meta_json = to_json(_mapping(meta, "meta"), "meta")
+        images_rec = self.arrays.put_file(images_file, images_hash)
+        return self._write_reference_records(name, images_rec, labels, meta_json)
+
+    def _write_reference_records(self, name: str, images_rec: Any, labels: np.ndarray | None, meta_json: str) -> bool:
         labels_rec = self.arrays.put(labels, name="labels") if labels is not None else None
         new_hashes = (images_rec.hash, labels_rec.hash if labels_rec else None)
         with self.transaction() as conn:
@@ -460,7 +472,7 @@ class RunWriter:
                     self._index_array(labels_rec)
                 conn.execute(
                     "INSERT INTO refs(name, images_hash, labels_hash, n, created_at, meta) VALUES (?, ?, ?, ?, ?, ?)",
-                    (name, *new_hashes, int(images.shape[0]), time.time(), meta_json),
+                    (name, *new_hashes, int(images_rec.shape[0]), time.time(), meta_json),
                 )
         if row is None:
             return True

@@ -27,6 +27,7 @@ __all__ = [
     "projection_meta",
     "memorisation_gallery",
     "probe_thumbnails",
+    "reference_images_at",
     "reference_thumbnails",
     "sample_attributes",
     "projection_points",
@@ -297,12 +298,14 @@ def memorisation_gallery(run: Run, step: int | None = None, *, max_samples: int 
     indices = run.derived(NEAREST_TRAIN, encoder_id=encoder_id, source=source,
                           params={"k": NEAREST_K, "part": "index"}, step=step)
     samples = samples_as_images(run.samples(step))
-    train = samples_as_images(run.reference(reference).images)
-    if distances is None or indices is None or samples is None or train is None:
+    if distances is None or indices is None or samples is None:
+        return None
+    order = np.argsort(distances[:, 0], kind="stable")[:max_samples]
+    train = reference_images_at(run, reference, indices[order, :k].ravel())  # only the rows shown
+    if train is None:
         return None
 
     ids = run.probe_ids(step)
-    order = np.argsort(distances[:, 0], kind="stable")[:max_samples]
     items = [{"probe": str(ids[i]), "sample": _image_uri(samples[i], scale),
               "neighbours": [{"index": int(indices[i, j]), "distance": round(float(distances[i, j]), 4),
                               "image": _image_uri(train[int(indices[i, j])], scale)}
@@ -409,11 +412,22 @@ def reference_thumbnails(run: Run, meta: dict[str, Any], positions: list[int] | 
     items = projection_reference_items(run, meta.get("reference_name"), meta.get("max_reference"), meta.get("seed"))
     if items is None:
         return None
-    images = samples_as_images(run.reference(meta["reference_name"]).images)
-    if images is None:
-        return None
     positions = range(len(items)) if positions is None else positions
-    return _thumbnails(images, [int(items[p]) if 0 <= p < len(items) else -1 for p in positions], size)
+    rows = [int(items[p]) if 0 <= p < len(items) else -1 for p in positions]
+    images = reference_images_at(run, meta["reference_name"], rows)
+    return None if images is None else _thumbnails(images, rows, size)
+
+
+def reference_images_at(run: Run, name: str, rows: Any) -> dict[int, np.ndarray] | None:
+    """``{row: image (C, H, W) in [0, 1]}`` of the reference set ``name`` at ``rows`` (ints; others ignored),
+    read from its memory-mapped file — only those rows, however large the set (a named reference of a million
+    images). None when the reference is not images."""
+    images = run.reference(name, mmap=True).images
+    wanted = sorted({int(r) for r in np.asarray(rows, dtype=np.int64).ravel() if 0 <= int(r) < images.shape[0]})
+    picked = samples_as_images(np.asarray(images[wanted if wanted else [0]]))
+    if picked is None:
+        return None
+    return dict(zip(wanted, picked))
 
 
 def _image_uri(image: np.ndarray, scale: int) -> str:
@@ -423,7 +437,13 @@ def _image_uri(image: np.ndarray, scale: int) -> str:
     return "data:image/png;base64," + base64.b64encode(png_bytes(images_to_grid(image[None], pad=0), scale)).decode()
 
 
-def _thumbnails(images: np.ndarray, rows: Any, size: int) -> list[str]:
-    """PNG data URIs of ``images[row]`` for each row, upscaled to about ``size`` pixels ("" for a row < 0)."""
+def _thumbnails(images: Any, rows: Any, size: int) -> list[str]:
+    """PNG data URIs of ``images[row]`` for each row (an (n, C, H, W) array, or a ``{row: image}`` mapping),
+    upscaled to about ``size`` pixels ("" for a row < 0 or not in the mapping)."""
+    if isinstance(images, dict):
+        if not images:
+            return ["" for _ in rows]
+        scale = max(1, size // max(next(iter(images.values())).shape[1:]))
+        return [_image_uri(images[r], scale) if r in images else "" for r in rows]
     scale = max(1, size // max(images.shape[2:]))
     return ["" if r < 0 else _image_uri(images[r], scale) for r in rows]

@@ -221,8 +221,8 @@ def _samples_html(runs: list[Run]) -> str:
         chosen = _thin(run_steps, MAX_GRID_SNAPSHOTS)
         reference = None
         if "train" in run.reference_names():
-            ref = run.reference("train").images
-            reference = ref.reshape(ref.shape[0], -1)[:5000]
+            ref = run.reference("train", mmap=True).images  # the first 5,000 rows read, not the whole set
+            reference = np.asarray(ref.reshape(ref.shape[0], -1)[:5000])
 
         def traces(step: int) -> list:
             p = sample_points(run, step)
