@@ -6,7 +6,8 @@
    state before the call (the reference read shard by shard; sklearn needs the whole array in memory):
    the torch path, FAISS flat (both exact, through ``nearest_neighbors``), FAISS IVF (approximate, with its
    recall@2 against exact on 1,000 samples) and scikit-learn brute force. The torch path is also run on a
-   reference 4× smaller to show its memory does not depend on the reference size.
+   reference 4× smaller to show its memory does not depend on the reference size. And FID + KID of the samples
+   against the reference: read from its shards (at both sizes) and loaded in memory.
 2. **Embedding throughput** of ``efficientnet-lite0`` on this machine: one process vs Ray Data with 1 and 2
    encoder actors (``ray.init(num_cpus=2)``), and the largest difference from the one-process features.
 
@@ -87,6 +88,17 @@ def _measure(args: tuple) -> dict:
     sampler = RssSampler()
     start = time.perf_counter()
     recall = None
+    if method.startswith("fid+kid"):  # quality against the reference: shards streamed, or all in memory
+        from evolens.metrics import quality as Q
+
+        real = reference if method == "fid+kid" else reference.load()
+        stats = Q.FeatureStatistics().update_blocks(b for _, b in reference_blocks_of(real))
+        mu, cov = Q.fid_statistics(queries)
+        fid = Q.frechet_distance(stats.mean, stats.cov, mu, cov)
+        kid, _ = Q.kid(real, queries)
+        seconds = time.perf_counter() - start
+        return {"method": method, "reference": reference.shape[0], "seconds": seconds, "peak_mib": sampler.stop(),
+                "copy_rate": float("nan"), "recall": None, "fid": fid, "kid": kid}
     if method in ("torch", "faiss"):
         distances, _ = nearest_neighbors(queries, reference, 2, backend=method)
     elif method == "faiss-ivf":
@@ -99,6 +111,12 @@ def _measure(args: tuple) -> dict:
     peak = sampler.stop()
     return {"method": method, "reference": reference.shape[0], "seconds": seconds, "peak_mib": peak,
             "copy_rate": copy_rate_from_distances(distances, 1 / 3), "recall": recall}
+
+
+def reference_blocks_of(real):
+    from evolens.metrics._distances import reference_blocks
+
+    return reference_blocks(real, 65_536)
 
 
 def copy_rate_table(n_reference: int, n_queries: int, methods: list[str]) -> list[dict]:
@@ -117,14 +135,15 @@ def copy_rate_table(n_reference: int, n_queries: int, methods: list[str]) -> lis
         queries[: len(copied)] = ShardedFeatures(root / "full").take(copied) + 1e-3 * rng.normal(size=(len(copied), DIM))
         np.save(root / "queries.npy", queries)
         context = mp.get_context("spawn")
-        plan = [("torch", root / "small")] + [(m, root / "full") for m in methods]
+        plan = [(m, root / "small") for m in ("torch", "fid+kid") if m in methods] + [(m, root / "full")
+                                                                                      for m in methods]
         for method, folder in plan:
             with context.Pool(1) as pool:
                 row = pool.apply(_measure, ((method, folder, root / "queries.npy"),))
             rows.append(row)
             print(f"{method:10s} {row['reference']:>10,} refs {row['seconds']:8.1f} s {row['peak_mib']:8.0f} MiB "
-                  f"copy rate {row['copy_rate']:.4f}" + (f" recall@2 {row['recall']:.3f}" if row["recall"] else ""),
-                  flush=True)
+                  f"copy rate {row['copy_rate']:.4f}" + (f" recall@2 {row['recall']:.3f}" if row["recall"] else "")
+                  + (f" FID {row['fid']:.4f} KID {row['kid']:.6f}" if "fid" in row else ""), flush=True)
     return rows
 
 
@@ -164,7 +183,10 @@ def main() -> None:
     parser.add_argument("--reference", type=int, default=1_000_000)
     parser.add_argument("--queries", type=int, default=10_000)
     parser.add_argument("--images", type=int, default=256)
-    parser.add_argument("--methods", nargs="+", default=["torch", "faiss", "faiss-ivf", "sklearn"])
+    parser.add_argument("--methods", nargs="+", default=["torch", "faiss", "faiss-ivf", "sklearn", "fid+kid",
+                                                         "fid+kid-memory"],
+                        help="fid+kid: FID and KID of the queries with the reference read from its shards; "
+                             "fid+kid-memory: the same with the reference loaded")
     parser.add_argument("--skip-ray", action="store_true")
     args = parser.parse_args()
     copy = copy_rate_table(args.reference, args.queries, args.methods)
