@@ -102,3 +102,26 @@ def test_publish_a_run_while_it_is_written(tmp_path):
         P.publish(tmp_path / "nothing", dest)
     assert main(["publish", str(run_dir), str(tmp_path / "cli-copy")]) == 0
     assert main(["publish", str(run_dir), str(run_dir)]) == 2
+
+
+def test_publish_and_mirror_where_symlinks_are_refused(tmp_path, monkeypatch):
+    """A share without symlinks (some SMB mounts): the published database is renamed into place itself, and a
+    mirror made from it is an ordinary run."""
+    from evolens.store.publish import mirror
+
+    run_dir = tmp_path / "run"
+    with RunWriter(run_dir, name="r") as writer:
+        writer.write_snapshot(0, {"samples": np.zeros((4, 2), np.float32)})
+
+    def refuse(*args, **kwargs):
+        raise OSError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "symlink", refuse)
+    P.publish(run_dir, tmp_path / "published")
+    P.publish(run_dir, tmp_path / "published")  # again, over the file
+    assert not (tmp_path / "published" / "runs.sqlite").is_symlink()
+    with open_run(tmp_path / "published") as copy:
+        assert copy.steps().tolist() == [0]
+    mirror(tmp_path / "published", tmp_path / "mine")
+    with open_run(tmp_path / "mine") as copy:
+        assert copy.steps().tolist() == [0] and not (tmp_path / "mine" / ".published").exists()

@@ -147,8 +147,12 @@ def publish(run_dir: str | os.PathLike, dest: str | os.PathLike) -> dict[str, in
         os.replace(tmp_db, version)
         link = target / f".{layout.DB_NAME}.link-{os.getpid()}"
         link.unlink(missing_ok=True)
-        os.symlink(os.path.relpath(version, target), link)
-        os.replace(link, layout.db_path(target))
+        try:
+            os.symlink(os.path.relpath(version, target), link)
+        except OSError:  # a filesystem without symlinks (some SMB shares): the file itself, renamed into place
+            os.replace(version, layout.db_path(target))
+        else:
+            os.replace(link, layout.db_path(target))
     finally:
         tmp_db.unlink(missing_ok=True)
     _drop_old_versions(versions, keep_seconds=VERSION_GRACE_SECONDS)
@@ -233,9 +237,10 @@ def _make_writable(target: Path) -> None:
     """Turn a published copy into an ordinary run: its newest database version becomes ``runs.sqlite`` (WAL, as
     evolens creates runs), the versions folder goes."""
     db = layout.db_path(target)
-    version = db.resolve()
-    db.unlink()
-    os.replace(version, db)
+    if db.is_symlink():
+        version = db.resolve()
+        db.unlink()
+        os.replace(version, db)
     shutil.rmtree(target / VERSIONS_DIR, ignore_errors=True)
     conn = sqlite3.connect(db)
     try:
