@@ -399,6 +399,11 @@ def test_dashboard_with_100_snapshots_of_5000_points(browser, serve, tmp_path):
         p.page.locator("#projection-slider").fill(value)
         p.page.wait_for_function(f"() => window.__evolens.renders.projection.step === {int(value)}")
         slider_ms.append(round(1000 * (time.perf_counter() - t)))
+    # every one of the 100 frames fetched once: the page keeps the 64 most recently used, the last one among them
+    kept = p.page.evaluate("async () => { for (let s = 0; s < 100; s++) await frame('run', s);"
+                           " return [window.__evolens.frames.size, window.__evolens.frames.has('run@99'),"
+                           " window.__evolens.frames.has('run@0')]; }")
+    assert kept == [64, True, False], kept
     payload = len(p.page.evaluate("async () => await (await fetch('/api/runs/run/projection/50')).text()"))
     p.shot("dashboard-100x5000.png")
     ARTIFACTS.mkdir(exist_ok=True)

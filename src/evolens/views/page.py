@@ -328,10 +328,17 @@ const loadGallery = single(async function (id) {
   if (gallery && id === state.run) evolensDrawGallery(document.getElementById("gallery"), gallery);
 });
 
+// map frames kept for the slider and the trail, least recently used dropped first: a long live run's
+// thousands of snapshots (~100 KB each at 5,000 points) must not pile up in the page
+const MAX_FRAMES = 64;
 async function frame(run, step) {
   const key = run + "@" + step;
-  if (!state.frames.has(key)) state.frames.set(key, await api(`/api/runs/${run}/projection/${step}`, "projection-frame"));
-  return state.frames.get(key);
+  let value = state.frames.get(key);
+  if (value === undefined) value = await api(`/api/runs/${run}/projection/${step}`, "projection-frame");
+  state.frames.delete(key);
+  state.frames.set(key, value);  // the most recently used last
+  while (state.frames.size > MAX_FRAMES) state.frames.delete(state.frames.keys().next().value);
+  return value;
 }
 
 const loadProjection = single(async function (run) {
