@@ -188,6 +188,12 @@ def mirror(source: str | os.PathLike, dest: str | os.PathLike) -> dict[str, int]
         raise InputError(f"source: expected an evolens run or a published copy, received {str(source)!r}")
     if target.resolve() == source.resolve():
         raise InputError(f"dest: expected a folder other than the source, received {str(dest)!r}")
+    from ..analyses.live import capture_running
+
+    # read before copying: a capture that ends after this read leaves its last snapshots for the next pass,
+    # never a copy that says "ended" without them
+    with open_run(source) as origin:
+        running = capture_running(origin)
     counts = {"snapshots_copied": 0, "references_copied": 0}
     if not is_run_dir(target):
         if target.exists() and any(target.iterdir()):
@@ -223,10 +229,6 @@ def mirror(source: str | os.PathLike, dest: str | os.PathLike) -> dict[str, int]
                 finally:
                     writer.close()
             counts = {"snapshots_copied": len(new_steps), "references_copied": len(new_refs)}
-    from ..analyses.live import capture_running
-
-    with open_run(source) as origin:
-        running = capture_running(origin)
     with open_run(target) as copy:
         copy.add_event(MIRROR_EVENT, f"mirrored {counts['snapshots_copied']} snapshots from {source}",
                        data={"capture_running": running, "source": str(source), **counts})
