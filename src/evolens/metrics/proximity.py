@@ -15,7 +15,7 @@ import numpy as np
 from .._validation import check_array, check_int, check_positive, check_real, check_seed, count_nonfinite, describe
 from ..errors import InputError
 from ._distances import knn_sq
-from .quality import _check_pair, check_features
+from .quality import _check_pair, check_features, is_blocked
 
 __all__ = [
     "BACKENDS",
@@ -59,10 +59,9 @@ FAISS_AUTO_MIN_PAIRS = 4_000_000
 
 
 def _pair_or_sharded(queries: Any, reference: Any) -> tuple[np.ndarray, Any]:
-    """Validate the queries and the reference (an array, or a ``ShardedFeatures`` too large for memory)."""
-    from ..store.shards import ShardedFeatures
-
-    if not isinstance(reference, ShardedFeatures):
+    """Validate the queries and the reference (an array, or a blocked set too large for memory: a
+    ``ShardedFeatures`` or a ``RowSelection`` of one)."""
+    if not is_blocked(reference):
         return _pair(queries, reference, "queries", "reference")
     queries = check_features(queries, "queries", 1, None)
     if reference.shape[1] != queries.shape[1]:
@@ -294,11 +293,9 @@ def authenticity_from_neighbors(d1: np.ndarray, nearest: np.ndarray, train_spaci
 def training_spacing(train: Any) -> np.ndarray:
     """(n,) distance of every training sample to its nearest other training sample (exact twins: 0).
 
-    ``train`` may be a ``ShardedFeatures``: each shard is searched against all of them, so memory stays at two
-    shards (the time is still quadratic in n)."""
-    from ..store.shards import ShardedFeatures
-
-    if isinstance(train, ShardedFeatures):
+    ``train`` may be blocked (a ``ShardedFeatures``): each shard is searched against all of them, so memory
+    stays at two shards (the time is still quadratic in n)."""
+    if is_blocked(train):
         if train.shape[0] < 2:
             raise InputError(f"train: expected at least 2 samples, received shape={train.shape}")
         return np.concatenate([nearest_neighbors(block, train, 2)[0][:, 1] for _, block in train.blocks()])
@@ -358,22 +355,16 @@ class _CellRows:
 def _cell_nearest(queries: np.ndarray, train: Any, partition: CTPartition, cell: int) -> np.ndarray:
     """Distance (m,) of each projected query to the nearest training row of ``cell``."""
     rows = np.flatnonzero(partition.cells_of_train == cell)
-    if _is_blocked(train):
+    if is_blocked(train):
         return np.sqrt(knn_sq(queries, _CellRows(train, rows, partition), 1)[0][:, 0])
     return nearest_neighbors(queries, partition.transform(train[rows]), 1)[0][:, 0]
-
-
-def _is_blocked(x: Any) -> bool:
-    from .quality import is_blocked
-
-    return is_blocked(x)
 
 
 def _heldout_cells_and_nearest(heldout: Any, train: Any, partition: CTPartition) -> tuple[np.ndarray, np.ndarray]:
     """The cell of each held-out row and its distance to the nearest training row of that cell."""
     cells = np.empty(heldout.shape[0], dtype=np.int64)
     nearest = np.empty(heldout.shape[0])
-    for offset, block in (heldout.blocks() if _is_blocked(heldout) else [(0, heldout)]):
+    for offset, block in (heldout.blocks() if is_blocked(heldout) else [(0, heldout)]):
         reduced = partition.transform(block)
         block_cells = partition.kmeans.predict(reduced)
         cells[offset:offset + block.shape[0]] = block_cells
@@ -419,7 +410,7 @@ def ct_partition(train: Any, *, n_cells: int = 3, max_dim: int = 64, seed: int =
     held-out rows' cells and nearest-training distances are kept in it too (they do not change between
     snapshots). ``train`` and ``heldout`` may be read from shards (``ShardedFeatures``): see
     ``_ct_partition_blocked``."""
-    if _is_blocked(train):
+    if is_blocked(train):
         if isinstance(n_cells, bool) or not isinstance(n_cells, (int, np.integer)) or not 1 <= n_cells <= train.shape[0]:
             raise InputError(f"n_cells: expected an integer in [1, {train.shape[0]}], received {n_cells!r}")
         partition = _ct_partition_blocked(train, int(n_cells), check_int(max_dim, "max_dim", minimum=1),
@@ -435,7 +426,7 @@ def ct_partition(train: Any, *, n_cells: int = 3, max_dim: int = 64, seed: int =
 def _with_heldout(partition: CTPartition, train: Any, heldout: Any) -> CTPartition:
     if heldout is None:
         return partition
-    if not _is_blocked(heldout):
+    if not is_blocked(heldout):
         heldout, _ = _pair(heldout, np.zeros((2, train.shape[1])), "heldout", "train", min_reference=2)
     elif heldout.shape[1] != train.shape[1]:
         raise InputError(f"heldout: expected {train.shape[1]} feature dimensions like train, received "
@@ -447,7 +438,7 @@ def _with_heldout(partition: CTPartition, train: Any, heldout: Any) -> CTPartiti
 
 def _value_sum(x: Any) -> float:
     """Σ of every value in float64 (an array, or a set read from shards): a cheap fingerprint of a held-out set."""
-    if _is_blocked(x):
+    if is_blocked(x):
         return float(sum(np.sum(block, dtype=np.float64) for _, block in x.blocks()))
     return float(np.sum(x, dtype=np.float64))
 
@@ -468,10 +459,10 @@ def data_copying_ct(generated: Any, train: Any, heldout: Any, *, n_cells: int = 
     """
     from scipy.stats import mannwhitneyu
 
-    if _is_blocked(train) or _is_blocked(heldout):  # read from shards (a named reference): never all in memory
+    if is_blocked(train) or is_blocked(heldout):  # read from shards (a named reference): never all in memory
         generated = check_features(generated, "generated", 1, None)
         for name, value in (("train", train), ("heldout", heldout)):
-            if not _is_blocked(value):
+            if not is_blocked(value):
                 value = check_features(value, name, 2, None)
             if value.shape[0] < 2 or value.shape[1] != generated.shape[1]:
                 raise InputError(f"{name}: expected at least 2 samples of {generated.shape[1]} features like "

@@ -104,16 +104,22 @@ def _check_real_side(real: Any, fake: Any, dtype: Any = None, min_samples: int =
     manifest (no rows loaded); the fake array takes the real's float dtype (or ``dtype``)."""
     if not is_blocked(real):
         return _check_pair(real, fake, min_samples, dtype)
-    n, d = real.shape
-    if n < min_samples:
-        raise InputError(f"real: expected at least {min_samples} samples, received {n}")
-    if not real.all_finite():
-        raise InputError(f"real: expected finite features, found NaN/inf values in the stored shards of {real!r}")
+    d = _check_blocked(real, min_samples).shape[1]
     fake_dtype = dtype if dtype is not None else (real.dtype if real.dtype in (np.float32, np.float64) else np.float64)
     fake = check_features(fake, "fake", min_samples, fake_dtype)
     if fake.shape[1] != d:
         raise InputError(f"fake: expected {d} feature dimensions like real, received shape={fake.shape}")
     return real, fake
+
+
+def _check_blocked(real: Any, min_samples: int = 2) -> Any:
+    """A blocked real set checked like ``check_features`` checks an array — size and finiteness — from its
+    manifest (no rows loaded); returned as it is."""
+    if real.shape[0] < min_samples:
+        raise InputError(f"real: expected at least {min_samples} samples, received {real.shape[0]}")
+    if not real.all_finite():
+        raise InputError(f"real: expected finite features, found NaN/inf values in the stored shards of {real!r}")
+    return real
 
 
 def _centre_of(real: Any) -> np.ndarray:
@@ -473,19 +479,13 @@ def knn_radii(real: Any, ks: Iterable[int]) -> dict[int, np.ndarray]:
     ks = sorted({int(k) for k in ks})
     if not ks:
         raise InputError("ks: expected at least one k, received none")
-    if is_blocked(real):
-        real, _ = _check_real_side(real, np.zeros((2, real.shape[1]), dtype=real.dtype))
-    else:
-        real = check_features(real, "real", dtype=None)
+    real = _check_blocked(real) if is_blocked(real) else check_features(real, "real", dtype=None)
     for k in ks:
         _check_k(k, real.shape[0], real.shape[0])
     wanted = ks[-1] + 1  # the point itself counts (distance 0)
-    if not is_blocked(real):
-        distances, _ = knn_sq(real, real, wanted)
-    else:
-        distances = np.empty((real.shape[0], wanted))
-        for offset, block in reference_blocks(real):
-            distances[offset:offset + block.shape[0]] = knn_sq(np.asarray(block), real, wanted)[0]
+    distances = np.empty((real.shape[0], wanted))
+    for offset, block in reference_blocks(real):  # queries a block (a shard) at a time, against all of real
+        distances[offset:offset + block.shape[0]] = knn_sq(np.asarray(block), real, wanted)[0]
     return {k: np.ascontiguousarray(distances[:, k]) for k in ks}
 
 
@@ -629,8 +629,7 @@ def cmmd_reference_term(real: Any, sigma: float = 10.0) -> float:
     may be blocked (pairs of shards, two in memory at a time)."""
     sigma = check_positive(sigma, "sigma")
     if is_blocked(real):
-        real, _ = _check_real_side(real, np.zeros((2, real.shape[1])), dtype=np.float64)
-        return _mean_rbf_within(real, 1.0 / (2.0 * sigma**2))
+        return _mean_rbf_within(_check_blocked(real), 1.0 / (2.0 * sigma**2))
     real = check_features(real, "real")
     return _mean_rbf(real, real, 1.0 / (2.0 * sigma**2))
 
