@@ -25,7 +25,6 @@ from ..errors import InputError
 from ..metrics import quality as Q
 from ..store.derived import CMMD_REFERENCE_TERM, FID_STATISTICS, PRDC_RADII
 from ..store.references import NamedReference, named_reference_of
-from ..store.shards import ShardedFeatures
 from ..store.run import Run, opened
 from ._base import AnalysisResult, check_reference_name, choose_steps, per_snapshot, stored_reference_quantity
 from .embedding import embedding
@@ -158,7 +157,7 @@ def quality(
         def prepare(todo: list[int]):
             embedded = embedding(run, encoder=encoder, reference=[reference], steps=todo, progress=progress)
             ref_features = embedded.references[reference]  # a named reference's shards stay on disk
-            shared = named_reference_of(ref_features) if isinstance(ref_features, ShardedFeatures) else None
+            shared = named_reference_of(ref_features)  # None unless these are a named reference's shards
             overall = _stored_reference_side(run, reference, encoder.id, ref_features, metrics, shared=shared)
             per_class: dict[Any, _ReferenceSide] = {}
             ref_labels = run.reference_labels(reference) if by == "label" else None
@@ -167,7 +166,7 @@ def quality(
             elif ref_labels is not None:
                 def rows_of(label):  # one class: a selection of the shards (nothing read yet), or an array
                     mask = ref_labels == label
-                    return ref_features.select(mask) if shared is not None else ref_features[mask]
+                    return ref_features.select(mask) if Q.is_blocked(ref_features) else ref_features[mask]
 
                 per_class = {label.item(): _stored_reference_side(run, reference, encoder.id, rows_of(label),
                                                                   metrics, cls=label.item(), shared=shared)
