@@ -167,10 +167,17 @@ def test_a_mirror_follows_its_source_and_keeps_its_own_writes(tmp_path):
         mirror(tmp_path / "missing", tmp_path / "x")
 
 
-def test_a_worker_whose_results_store_is_unreachable_analyses_alone(tmp_path):
+def test_a_worker_whose_results_store_is_unreachable_analyses_alone(tmp_path, monkeypatch):
+    from evolens.store import results_db
+
+    attempts = []
+    original = results_db.ResultsDB.__init__
+    monkeypatch.setattr(results_db.ResultsDB, "__init__",
+                        lambda self, *a, **kw: attempts.append(1) or original(self, *a, **kw))
     source = _training_run(tmp_path / "run", steps=3)
     worker = LiveWorker(source, _live("postgresql://evolens@127.0.0.1:1/postgres"))
     assert worker.run(timeout=60) == 3
+    assert len(attempts) == 1  # not tried again at every call: each could wait out a connection timeout
     with open_run(source) as run:
         assert run.analysed_steps("live", _live(None).context()) == {0, 1, 2}
         warnings = [e for e in run.events(kind="analysis_error") if "results store unreachable" in e.message]

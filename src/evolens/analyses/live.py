@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["LIVE_ANALYSES", "Live", "LiveWorker", "capture_running", "start_worker", "watch"]
 
 LIVE_ANALYSES = ("quality", "proximity", "attributes", "map")
+STORE_RETRY_SECONDS = 30.0  # a results store that failed is tried again after this long
 
 
 @dataclass
@@ -162,6 +163,7 @@ class LiveWorker:
         self._run: Run | None = None  # kept open: one analysis session per worker, not one per poll
         self._results = None  # the shared results store (Live.results), connected on first use
         self._told_unreachable = False
+        self._store_retry_at = 0.0  # monotonic time before which a failed results store is not tried again
 
     # -- one worker per run ----------------------------------------------------------------------------
     def acquire(self) -> None:
@@ -249,8 +251,11 @@ class LiveWorker:
     def _shared(self, run: Run, method: str, *args: Any, default: Any) -> Any:
         """``ResultsDB.<method>(*args)`` on the store of ``Live.results``; ``default`` without one, or when it
         cannot be reached or fails: the worker then goes on alone (claiming nothing, so it analyses every
-        snapshot), says so once (an ``analysis_error`` event), and connects again at its next call."""
+        snapshot), says so once (an ``analysis_error`` event), and tries to connect again after
+        ``STORE_RETRY_SECONDS`` — not at every call, each of which could wait out a connection timeout."""
         if self.live.results is None:
+            return default
+        if self._results is None and time.monotonic() < self._store_retry_at:
             return default
         from ..store.results_db import ResultsDB
 
@@ -262,6 +267,7 @@ class LiveWorker:
             if self._results is not None:
                 self._results.close()
                 self._results = None
+            self._store_retry_at = time.monotonic() + STORE_RETRY_SECONDS
             if not self._told_unreachable:
                 self._told_unreachable = True
                 logger.warning("evolens live: %s", exc)
