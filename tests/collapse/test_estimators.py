@@ -156,6 +156,46 @@ def test_literal_penalty_is_the_papers_form_with_h_live_on_both_sides():
         PLETrainer(Gaussian(1), penalty="naive")
 
 
+def _shifted_sampler(model, params, n, generator):
+    """The model's differentiable draw, moved far from the data so that any H gives the sets different weights."""
+    return call_with(model, params, "rsample", n, generator=generator) * 2.0 + 1.0
+
+
+@pytest.mark.parametrize("penalty", ["literal", "frozen"], ids=["literal", "frozen"])
+def test_the_penalty_is_in_the_loss_for_every_form(penalty):
+    """The logged loss is the NLL terms plus λ × the logged penalty at every step: the literal form once computed
+    its penalty and never added it, so every literal fit equalled λ = 0 to the last bit."""
+    x = np.random.default_rng(0).normal(0.0, 1.0, size=(20, 1))
+    lam = 3.0
+    fit = PLETrainer(Gaussian(1), lam=lam, penalty=penalty, steps=40, warmup=0.25, init_scale=1.0,
+                     sampler=_shifted_sampler, device="cpu").fit(x, seed=0)
+    history = {k: np.asarray(v) for k, v in fit.history.items()}
+    nll = history["nll"] + history.get("nll_bootstrap", 0.0)
+    penalised = history["penalty"] > 0
+    assert penalised.sum() >= 30  # penalised after the warm-up (frozen) or from step 0 (literal)
+    np.testing.assert_allclose(history["loss"], nll + lam * history["penalty"], rtol=1e-5, atol=1e-7)
+    # the penalty weighs enough at some steps that a loss without it would fail the comparison above
+    assert np.any(lam * history["penalty"] > 1e-4 * np.abs(history["loss"]))  # 10 × the rtol above
+
+
+def test_logged_literal_penalty_equals_the_penalty_by_hand_from_the_same_sets():
+    x = np.random.default_rng(1).normal(0.0, 1.0, size=(20, 1))
+    drawn = []
+
+    def recording_sampler(model, params, n, generator):
+        synthetic = _shifted_sampler(model, params, n, generator)
+        drawn.append(synthetic.detach().clone())
+        return synthetic
+
+    # one step at a negligible learning rate: the returned H is the H that computed the logged penalty
+    fit = PLETrainer(Gaussian(1), lam=1.0, penalty="literal", steps=1, lr=1e-12, init_scale=1.0,
+                     sampler=recording_sampler, device="cpu").fit(x, seed=0)
+    real = torch.as_tensor(x, dtype=torch.float32)
+    by_hand = float(ple_penalty(fit.hypernetwork, real, drawn[0]).detach())
+    assert by_hand > 1e-4
+    assert fit.history["penalty"][0] == pytest.approx(by_hand, rel=1e-4)
+
+
 def test_gmm_mle_agrees_with_scikit_learn():
     from sklearn.mixture import GaussianMixture as SkGMM
 

@@ -369,7 +369,8 @@ class PLETrainer(_Trainer):
                 if estimator is None:  # the likelihood-trained estimator, held fixed from here on
                     estimator = copy.deepcopy(hyper).requires_grad_(False)
                 penalty = self._penalty(estimator, model, params, batch, sample_gen)
-                loss = loss + lam * penalty
+            # one place where the penalty joins the loss, whatever its form (the literal branch once lacked it)
+            loss = loss + lam * penalty
             if not torch.isfinite(loss):
                 raise InputError(f"x: the PLE loss became {float(loss)} at step {step}; lower lr (now {self.lr}) or lam")
             optimizer.zero_grad(set_to_none=True)
