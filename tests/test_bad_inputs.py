@@ -50,8 +50,8 @@ def m():
 def build_api_cases() -> None:
     import evolens.metrics as M
     from evolens.capture import AtSteps, Every, LogSpaced, Probes
-    from evolens.collapse import (BiasCorrectedMLETrainer, Gaussian, GaussianMixture, MLETrainer, PLETrainer, VAE,
-                                  linear_warmup)
+    from evolens.collapse import (BiasCorrectedMLETrainer, Gaussian, GaussianMixture, MLETrainer, PLETrainer,
+                                  TunedMLETrainer, VAE, linear_warmup)
     from evolens.collapse.loops import SelfConsumingLoop
     from evolens.detect import BiasedGeneralizationOnset, Threshold, Trend
     from evolens.encoders import PixelsEncoder, get_encoder
@@ -142,6 +142,10 @@ def build_api_cases() -> None:
     case(MLETrainer, "batch_size", 0, -1, 1.5, model=Gaussian(1))
     case(PLETrainer, "lam", -1.0, float("nan"), float("inf"), "0.1", model=Gaussian(1))
     case(PLETrainer, "penalty", "nonsense", 3, model=Gaussian(1))
+    case(PLETrainer, "hypernetwork", "nonsense", 3, None, model=Gaussian(1))
+    case(PLETrainer, "input", "nonsense", 3, model=Gaussian(1))
+    case(PLETrainer, "across_sets", "yes", 1, None, model=Gaussian(1))
+    case(TunedMLETrainer, "lrs", (), "0.1", (0.1, -1.0), (float("nan"),), model=Gaussian(1))
     case(BiasCorrectedMLETrainer, "correction", "nonsense", None, model=Gaussian(1))
     case(BiasCorrectedMLETrainer, "replicates", *BAD_INTS, model=Gaussian(1))
     case(linear_warmup, "warmup_steps", -1, 1.5, "3")

@@ -41,14 +41,46 @@ def test_a_collapsed_hypernetwork_is_flagged():
     assert max(found.per_class.values()) < 1e-9 < min(found.reference_change.values())
 
 
+def test_reads_input_is_the_slope_verdict_or_the_class_share():
+    x, labels = two_classes()
+    reading = hypernetwork_sensitivity(moments, x, labels, model=Gaussian(1), estimate=moments)
+    assert reading.reads_input is True and reading.class_share == pytest.approx(1.0)
+    collapsed = Hypernetwork.for_model(Gaussian(1), in_features=1)
+    with torch.no_grad():
+        for readout in collapsed.readouts:
+            readout.weight.zero_()
+    found = hypernetwork_sensitivity(collapsed, x, labels, model=Gaussian(1), estimate=moments)
+    assert found.reads_input is False
+    # without a Gaussian model the class share decides; with neither, nothing can be said
+    assert hypernetwork_sensitivity(moments, x, labels, estimate=moments).reads_input is True
+    assert hypernetwork_sensitivity(collapsed, x, labels, estimate=moments).reads_input is False
+    assert hypernetwork_sensitivity(moments, x).reads_input is None
+
+
+def test_scale_slope_of_a_mixture_estimator_on_the_scaled_data():
+    """For a model other than a Gaussian, the slope is measured on the data scaled about its mean: a plain
+    estimator whose variances scale with σ² (k-means spreads on scaled data) gives slope 1."""
+    from evolens.collapse import GaussianMixture, plain_estimator
+
+    x, labels = two_classes()
+    found = hypernetwork_sensitivity(plain_estimator(GaussianMixture(2, 1)), x, labels, model=GaussianMixture(2, 1),
+                                     estimate=plain_estimator(GaussianMixture(2, 1)))
+    assert found.scale_slope == pytest.approx(1.0, abs=1e-3) and found.reads_input
+    collapsed = Hypernetwork.for_model(GaussianMixture(2, 1))
+    with torch.no_grad():
+        for readout in collapsed.readouts:
+            readout.weight.zero_()
+    assert hypernetwork_sensitivity(collapsed, x, model=GaussianMixture(2, 1)).scale_slope == pytest.approx(0, abs=1e-9)
+
+
 @pytest.mark.slow
 def test_the_diagnostic_on_a_trained_ple_hypernetwork():
     x, labels = two_classes()
-    fit = PLETrainer(Gaussian(1), lam=0.1, steps=300, device="cpu", progress=False).fit(x, seed=0)
+    fit = PLETrainer(Gaussian(1), lam=0.1, device="cpu", progress=False).fit(x, seed=0)
     found = hypernetwork_sensitivity(fit.hypernetwork, x, labels, model=Gaussian(1), estimate=moments)
-    # reported, not judged: a number the PLE experiments print beside their results
-    assert np.isfinite(found.scale_slope) and len(found.estimated_scales) == 5
-    assert set(found.per_class) == {0, 1}
+    # trained across sets, H reads the scale of its data and moves with the classes
+    assert found.scale_slope > 0.5 and len(found.estimated_scales) == 5 and found.reads_input
+    assert set(found.per_class) == {0, 1} and found.class_share > 0.3
 
 
 def test_bad_input():

@@ -9,6 +9,10 @@ from evolens.errors import InputError
 from evolens.collapse import (
     VAE,
     BiasCorrectedMLETrainer,
+    TunedMLETrainer,
+    hypernetwork_sensitivity,
+    mean_nll,
+    plain_estimator,
     Gaussian,
     GaussianMixture,
     Hypernetwork,
@@ -104,7 +108,7 @@ def test_ple_with_lambda_zero_equals_mle_up_to_optimisation_noise():
     for seed in range(3):
         x = np.random.default_rng(seed).normal(0.5, 1.5, size=(30, 1))
         mle = MLETrainer(Gaussian(1), device="cpu").fit(x).parameters()
-        ple = PLETrainer(Gaussian(1), lam=0.0, steps=400, lr=3e-3, device="cpu", seed=seed).fit(x)
+        ple = PLETrainer(Gaussian(1), lam=0.0, device="cpu", seed=seed).fit(x)  # trained across sets, 1000 steps
         assert ple.parameters()["mean"] == pytest.approx(mle["mean"], abs=0.05 * 1.5)
         assert ple.parameters()["var"] == pytest.approx(mle["var"], rel=0.06)
         assert max(ple.history["penalty"]) == 0.0
@@ -142,7 +146,7 @@ def test_literal_penalty_is_the_papers_form_with_h_live_on_both_sides():
     x = np.random.default_rng(0).normal(0.0, 1.0, size=(20, 1))
     trainer = PLETrainer(Gaussian(1), lam=1.0, penalty="literal", steps=30, device="cpu")
     fit = trainer.fit(x)
-    assert fit.method == "ple-literal" and "nll_bootstrap" not in fit.history
+    assert fit.method == "ple-literal" and "nll_bootstrap" in fit.history  # H trained across sets, every form
     assert fit.history["penalty"][0] > 0  # penalised from step 0: no warm-up, one live synthetic set
     # the same loss by hand at H's starting point: NLL(X; H(X)) + λ‖H(X) − H(X̃)‖², X̃ ~ p(·; H(X))
     torch.manual_seed(0)
@@ -245,3 +249,89 @@ def test_trainers_reject_bad_input():
         MLETrainer(Gaussian(1), device="cpu").fit(np.array([[1.0]]))
     with pytest.raises(InputError, match="features per sample"):
         MLETrainer(Gaussian(2), device="cpu").fit(np.zeros((5, 3)))
+
+
+def test_literal_penalty_changes_the_fit_once_h_reads_its_input():
+    """The regression the literal bug hid: λ = 10 and λ = 0 gave the same variance to the last bit."""
+    x = np.random.default_rng(0).standard_normal((20, 1))
+    free = PLETrainer(Gaussian(1), lam=0.0, steps=500, device="cpu").fit(x, seed=0)
+    penalised = PLETrainer(Gaussian(1), lam=10.0, penalty="literal", steps=500, device="cpu").fit(x, seed=0)
+    assert hypernetwork_sensitivity(penalised.hypernetwork, x, model=Gaussian(1)).scale_slope >= 0.5
+    assert abs(penalised.parameters()["var"] - free.parameters()["var"]) > 0.01
+    assert max(penalised.history["penalty"]) > 0 and max(free.history["penalty"]) == 0
+
+
+def test_default_hypernetwork_estimates_the_scale_and_the_classes_of_its_data():
+    x = np.random.default_rng(0).standard_normal((512, 1))
+    fit = PLETrainer(Gaussian(1), lam=0.0, device="cpu").fit(x)
+    found = hypernetwork_sensitivity(fit.hypernetwork, x, model=Gaussian(1))
+    assert found.scale_slope >= 0.5 and found.reads_input  # 1 = reads the scale exactly; 0.96 measured
+    # two classes: H's parameters move on each class's subset about as far as the moments do
+    rng = np.random.default_rng(1)
+    labels = np.r_[np.zeros(300, int), np.ones(212, int)]
+    two = np.where(labels[:, None] == 0, rng.normal(-1, 0.5, (512, 1)), rng.normal(1.5, 1.0, (512, 1)))
+    fit = PLETrainer(Gaussian(1), lam=0.0, device="cpu").fit(two)
+    found = hypernetwork_sensitivity(fit.hypernetwork, two, labels, model=Gaussian(1),
+                                     estimate=plain_estimator(Gaussian(1)))
+    assert 0.5 <= found.class_share <= 1.5, found  # 0.85 measured
+    # without training across sets, H fitted to one set ignores its input: the state the old results had
+    blind = PLETrainer(Gaussian(1), lam=0.0, across_sets=False, device="cpu").fit(x)
+    assert abs(hypernetwork_sensitivity(blind.hypernetwork, x, model=Gaussian(1)).scale_slope) < 0.05
+
+
+def test_constant_input_arm_is_a_pure_reparameterisation():
+    x = np.random.default_rng(2).normal(1.0, 2.0, (64, 1))
+    fit = PLETrainer(Gaussian(1), lam=0.0, input="constant", steps=300, device="cpu").fit(x)
+    hyper = fit.hypernetwork
+    with torch.no_grad():
+        a, b = hyper(torch.randn(64, 1)), hyper(torch.randn(64, 1) * 5 + 3)
+    # H never saw the data and was trained on one fixed set: its answer hardly depends on what it is fed ...
+    assert abs(hypernetwork_sensitivity(hyper, x, model=Gaussian(1)).scale_slope) < 0.05
+    assert all(float((a[k] - b[k]).abs().max()) < 0.05 for k in a)
+    # ... and yet the model it parameterises fits the data (mean 1, var 4 up to the sample)
+    assert fit.parameters()["mean"] == pytest.approx(x.mean(), abs=0.1)
+    assert fit.parameters()["var"] == pytest.approx(x.var(), rel=0.1)
+    with pytest.raises(InputError, match="input"):
+        PLETrainer(Gaussian(1), lam=0.1, input="constant")
+    with pytest.raises(InputError, match="input"):
+        PLETrainer(Gaussian(1), input="noise")
+
+
+def test_per_sample_hypernetwork_is_the_mean_of_per_sample_outputs():
+    hyper = Hypernetwork.for_model(GaussianMixture(2, 2), architecture="per-sample", init_scale=1.0)
+    x = torch.randn(9, 2)
+    whole = hyper(x)
+    singles = [hyper(x[i:i + 1]) for i in range(9)]
+    for name in whole:
+        torch.testing.assert_close(whole[name], torch.stack([s[name] for s in singles]).mean(0), atol=1e-6, rtol=1e-5)
+    # DeepSets has a set MLP after the pooling: not an average of per-sample outputs
+    deep = Hypernetwork.for_model(GaussianMixture(2, 2), init_scale=1.0)
+    singles = [deep(x[i:i + 1]) for i in range(9)]
+    assert any(float((deep(x)[k] - torch.stack([s[k] for s in singles]).mean(0)).abs().max()) > 1e-4 for k in whole)
+    with pytest.raises(InputError, match="architecture"):
+        Hypernetwork.for_model(Gaussian(1), architecture="transformer")
+    with pytest.raises(InputError, match="hypernetwork"):
+        PLETrainer(Gaussian(1), hypernetwork="transformer")
+
+
+def test_tuned_mle_keeps_the_learning_rate_with_the_lowest_nll():
+    rng = np.random.default_rng(3)
+    x = np.concatenate([rng.normal([-3, 0], 0.5, (60, 2)), rng.normal([2, 1], 1.0, (20, 2))]).astype(np.float32)
+    lrs = (1e-4, 3e-3, 3e-2)
+    tuned = TunedMLETrainer(GaussianMixture(2, 2), lrs=lrs, steps=150, device="cpu").fit(x, seed=0)
+    each = [mean_nll(MLETrainer(GaussianMixture(2, 2), lr=lr, steps=150, device="cpu").fit(x, seed=0).model, x)
+            for lr in lrs]
+    assert tuned.history["lr"] == [lrs[int(np.argmin(each))]] and tuned.method == "mle-tuned"
+    assert mean_nll(tuned.model, x) == pytest.approx(min(each), abs=1e-5)
+    with pytest.raises(InputError, match="lrs"):
+        TunedMLETrainer(Gaussian(1), lrs=())
+
+
+def test_mean_nll_is_the_closed_form_gaussian_likelihood():
+    from scipy import stats
+
+    x = np.random.default_rng(4).normal(0.3, 1.7, (50, 1))
+    model = Gaussian(1)
+    model.init_from_data(torch.as_tensor(x, dtype=torch.float32))
+    expected = -stats.norm(x.mean(), x.std()).logpdf(x).mean()
+    assert mean_nll(model, x) == pytest.approx(expected, rel=1e-5)

@@ -16,13 +16,18 @@ def test_ple_loops_writes_runs_and_summary(tmp_path):
                                        progress=False)
     assert set(summary["families"]) == {"gaussian", "gmm"}
     methods = summary["families"]["gaussian"]["methods"]
-    assert list(methods) == ["mle", "classical", "ple-lam0", "literal-lam0.01", "literal-lam0.1", "literal-lam1",
-                             "literal-lam10", "evolens-lam0.01", "evolens-lam0.1", "evolens-lam1", "evolens-lam10"]
+    assert list(methods) == ["mle", "classical", "mle-tuned", "ple-lam0", "per-sample-lam0", "constant-lam0",
+                             "literal-lam0.1", "literal-lam1", "evolens-lam0.1", "evolens-lam1"]
+    # every arm carries generation 0's training NLL and its hypernetwork check (None where it has no H)
+    first = methods["ple-lam0"]["first_generation"]
+    assert len(first["scale_slope"]) == 2 and all(np.isfinite(first["train_nll"]))
+    assert methods["mle"]["first_generation"]["reads_input"] == [None, None]
+    assert "H reads" in (tmp_path / "report.md").read_text()
     assert len(methods["mle"]["variance_ratio_mean"]) == 2
     assert json.loads((tmp_path / "summary.json").read_text())["generations"] == 2
     assert "| mle |" in (tmp_path / "report.md").read_text()
     assert len(methods["mle"]["variance_ratio_last_ci"]) == 2
-    with open_run(tmp_path / "gmm" / "evolens-lam10-seed0") as run:
+    with open_run(tmp_path / "gmm" / "evolens-lam1-seed0") as run:
         assert run.steps().tolist() == [0, 1] and "param_error/total" in run.scalar_names()
     # the loop variants of the later literature, each with every estimator
     loops = summary["families"]["gaussian"]["loops"]
@@ -35,23 +40,31 @@ def test_ple_loops_writes_runs_and_summary(tmp_path):
 
 def test_ple_gmm_grid(tmp_path):
     summary = ple_gmm.run_experiment(tmp_path, seeds=[0, 1], sizes=[20], imbalances=[0.1], steps=20, progress=False,
-                                     arm_names=["mle", "classical", "literal-lam0.1", "evolens-lam10"])
+                                     arm_names=["mle", "classical", "constant-lam0", "literal-lam0.1", "evolens-lam1"])
     cell = summary["cells"][0]
-    assert cell["n"] == 20 and summary["arms"] == ["mle", "classical", "literal-lam0.1", "evolens-lam10"]
+    assert cell["n"] == 20 and summary["arms"] == ["mle", "classical", "constant-lam0", "literal-lam0.1",
+                                                   "evolens-lam1"]
+    # the constant-input control never reads its data; MLE has no hypernetwork to check
+    assert cell["constant-lam0"]["values"]["reads_input"] == [False, False]
+    assert cell["mle"]["values"]["scale_slope"] == [None, None] and "H reads" in (tmp_path / "report.md").read_text()
     mean, half = cell["mle"]["rms_error"]
     assert np.isfinite(mean) and half > 0  # a 95% interval over the two seeds
     assert "minority_var_bias" in cell["classical"] and "95%" in (tmp_path / "report.md").read_text()
-    x = ple_gmm.sample(1000, 0.1, np.random.default_rng(0))
-    assert abs((x[:, 0] > 0).mean() - 0.1) < 0.03  # minority share as asked
+    x, minority = ple_gmm.sample(1000, 0.1, np.random.default_rng(0))
+    assert abs((x[:, 0] > 0).mean() - 0.1) < 0.03 and abs(minority.mean() - 0.1) < 0.03  # minority share as asked
 
 
 def test_ple_fairness_small(tmp_path):
     images, labels = ple_fairness.imbalanced_set(10, seed=0)
     assert (labels == 3).sum() == 10 * (labels == 6).sum()
-    summary = ple_fairness.run_experiment(tmp_path, ratios=[10], seeds=[0], steps=5, n_samples=100, progress=False,
-                                          arm_names=["mle", "literal-lam0.1", "evolens-lam0.1"])
-    rows = summary["rows"]
-    assert [r["estimator"] for r in rows] == ["mle", "literal-lam0.1", "evolens-lam0.1"]
+    summary = ple_fairness.run_experiment(tmp_path, ratios=[10, 2], seeds=[0], steps=5, n_samples=100, progress=False,
+                                          arm_names=["mle", "per-sample-lam0", "literal-lam0.1", "evolens-lam0.1"])
+    rows = [r for r in summary["rows"] if r["ratio"] == 10]
+    assert [r["estimator"] for r in rows] == ["mle", "per-sample-lam0", "literal-lam0.1", "evolens-lam0.1"]
+    # the imbalance sweep runs the sweep arms only; every row says whether its H reads its input
+    assert [r["estimator"] for r in summary["rows"] if r["ratio"] == 2] == ["mle", "literal-lam0.1", "evolens-lam0.1"]
+    assert rows[0]["reads_input"] is None and all(isinstance(r["reads_input"], bool) for r in rows[1:])
+    assert all(np.isfinite(r["train_nll"]) for r in rows)
     assert "classical" not in ple_fairness.arms(steps=5)  # a VAE has no classical correction
     assert all(r["n_minority_train"] == 40 for r in rows)
     with open_run(tmp_path / "ratio10" / "mle-seed0") as run:

@@ -5,13 +5,16 @@
 their own samples to measure collapse.
 """
 
-from .hypernetwork import Hypernetwork, call_with, parameter_shapes
+from .hypernetwork import HYPERNETWORKS, Hypernetwork, call_with, parameter_shapes
 from .models import VAE, DensityModel, Gaussian, GaussianMixture
-from .estimators import PENALTIES, BiasCorrectedMLETrainer, FitResult, MLETrainer, PLETrainer, linear_warmup, ple_penalty
-from .diagnostics import HypernetworkSensitivity, hypernetwork_sensitivity
+from .estimators import (INPUTS, PENALTIES, BiasCorrectedMLETrainer, FitResult, MLETrainer, PLETrainer, TunedMLETrainer,
+                         linear_warmup, mean_nll, ple_penalty)
+from .diagnostics import HypernetworkSensitivity, hypernetwork_sensitivity, plain_estimator
 
 __all__ = [
     "BiasCorrectedMLETrainer",
+    "HYPERNETWORKS",
+    "INPUTS",
     "PENALTIES",
     "DensityModel",
     "FitResult",
@@ -21,10 +24,13 @@ __all__ = [
     "HypernetworkSensitivity",
     "MLETrainer",
     "PLETrainer",
+    "TunedMLETrainer",
     "VAE",
     "call_with",
     "hypernetwork_sensitivity",
     "linear_warmup",
+    "mean_nll",
     "parameter_shapes",
+    "plain_estimator",
     "ple_penalty",
 ]

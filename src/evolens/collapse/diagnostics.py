@@ -8,7 +8,12 @@ says nothing about X̃. ``hypernetwork_sensitivity`` measures
   proposed test): ~0 for a collapsed H, of the order of the classes' parameter differences for one that reads
   its input;
 - for a Gaussian model, the slope of log σ̂ (the standard deviation H's parameters imply) against log σ of
-  Gaussian data sets of known σ: 1 for an estimator that reads the scale of its data, 0 for a constant one.
+  Gaussian data sets of known σ: 1 for an estimator that reads the scale of its data, 0 for a constant one; for
+  any other model whose ``describe()`` reports variances (``var…`` keys, e.g. a Gaussian mixture), the same slope
+  on the data itself scaled by σ about its mean.
+
+``HypernetworkSensitivity.reads_input`` turns this into the verdict every PLE arm is reported with: an arm whose
+H does not read its input cannot show a penalty effect, and its result is not read as evidence about the penalty.
 """
 
 from __future__ import annotations
@@ -22,7 +27,13 @@ import torch
 from .._validation import describe
 from ..errors import InputError
 
-__all__ = ["HypernetworkSensitivity", "hypernetwork_sensitivity"]
+__all__ = ["HypernetworkSensitivity", "READS_INPUT_SLOPE", "READS_INPUT_SHARE", "hypernetwork_sensitivity",
+           "plain_estimator"]
+
+#: a hypernetwork reads its input when its scale slope is at least this (1 = reads the scale exactly, 0 = constant)
+READS_INPUT_SLOPE = 0.5
+#: ... or, without a slope, when its parameters move on class subsets at least this share of a plain estimate's move
+READS_INPUT_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -43,6 +54,22 @@ class HypernetworkSensitivity:
     scale_slope: float | None
     scales: list[float]
     estimated_scales: list[float]
+
+    @property
+    def class_share(self) -> float | None:
+        """Median over classes of H's change / the plain estimate's change (None without both)."""
+        shares = [self.per_class[c] / self.reference_change[c] for c in self.per_class
+                  if c in self.reference_change and self.reference_change[c] > 0]
+        return float(np.median(shares)) if shares else None
+
+    @property
+    def reads_input(self) -> bool | None:
+        """True when H reads its data: ``scale_slope`` ≥ ``READS_INPUT_SLOPE`` where it was measured, else
+        ``class_share`` ≥ ``READS_INPUT_SHARE``; None when neither could be measured."""
+        if self.scale_slope is not None and np.isfinite(self.scale_slope):
+            return bool(self.scale_slope >= READS_INPUT_SLOPE)
+        share = self.class_share
+        return None if share is None else bool(share >= READS_INPUT_SHARE)
 
 
 def _flat(params: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -107,14 +134,35 @@ def hypernetwork_sensitivity(
         from .models import Gaussian
 
         if isinstance(model, Gaussian):
+            generator = torch.Generator().manual_seed(int(seed))
+            base, centre = torch.randn((int(n), model.in_features), generator=generator), 0.0
+        else:  # the data itself, scaled about its mean
+            base, centre = data - data.mean(dim=0), data.mean(dim=0)
+        if isinstance(model, Gaussian) or _variances(call_with(model, full, "describe")):
             if len(scales) < 2 or min(scales) <= 0:
                 raise InputError(f"scales: expected at least two positive scales, received {scales}")
-            generator = torch.Generator().manual_seed(int(seed))
-            base = torch.randn((int(n), model.in_features), generator=generator)
             for sigma in scales:
-                params = dict(hypernetwork(base * sigma))
-                described = call_with(model, params, "describe")
-                variances = [v for k, v in described.items() if k.startswith("var")]
+                variances = _variances(call_with(model, dict(hypernetwork(centre + base * sigma)), "describe"))
                 estimated.append(float(np.sqrt(np.mean(variances))))
             slope = float(np.polyfit(np.log(scales), np.log(estimated), 1)[0])
     return HypernetworkSensitivity(per_class, reference, slope, scales, estimated)
+
+
+def _variances(described: Mapping[str, float]) -> list[float]:
+    return [float(v) for k, v in described.items() if k.startswith("var")]
+
+
+def plain_estimator(model: torch.nn.Module) -> Callable[[torch.Tensor], dict[str, torch.Tensor]]:
+    """The plain estimate a hypernetwork is compared with: ``data (n, d) → parameters`` from the model's own
+    ``init_from_data`` (a Gaussian's moments, a mixture's k-means), on a fresh copy of ``model``."""
+    import copy
+
+    if not hasattr(model, "init_from_data"):
+        raise InputError(f"model: {type(model).__name__} has no init_from_data() to estimate from a data set")
+
+    def estimate(x: torch.Tensor) -> dict[str, torch.Tensor]:
+        fresh = copy.deepcopy(model)
+        fresh.init_from_data(x, generator=torch.Generator().manual_seed(0))
+        return {name: p.detach().clone() for name, p in fresh.named_parameters()}
+
+    return estimate

@@ -53,13 +53,17 @@ from tqdm.auto import tqdm
 
 from .._validation import check_int, check_positive, check_seed
 from ..errors import InputError
-from .hypernetwork import Hypernetwork, call_with
+from .hypernetwork import HYPERNETWORKS, Hypernetwork, call_with
 
-__all__ = ["BiasCorrectedMLETrainer", "FitResult", "MLETrainer", "PLETrainer", "PENALTIES", "ple_penalty",
+__all__ = ["BiasCorrectedMLETrainer", "FitResult", "INPUTS", "MLETrainer", "PLETrainer", "PENALTIES", "TunedMLETrainer",
+           "mean_nll", "ple_penalty",
            "linear_warmup"]
 
 #: PLETrainer penalty forms: evolens's bias-correcting form (the default) and the paper's literal one
 PENALTIES = ("frozen", "literal")
+
+#: what PLETrainer feeds its hypernetwork: the data, or one fixed random set (the re-parameterisation control)
+INPUTS = ("data", "constant")
 
 Sampler = Callable[[nn.Module, dict, int, torch.Generator], torch.Tensor]
 
@@ -252,6 +256,56 @@ class MLETrainer(_Trainer):
         return FitResult(model=model, history=history, method=self.method)
 
 
+class TunedMLETrainer(MLETrainer):
+    """Maximum likelihood with its learning rate tuned: one fit per rate in ``lrs``, the one with the lowest mean NLL
+    on all the data kept (``history["lr"]`` says which). The control that asks whether a hypernetwork arm wins by
+    estimating better or only by optimising faster: a hypernetwork's read-outs move every weight by up to
+    ``width`` × lr per step, a faster optimiser than Adam at the same lr on the weights themselves.
+
+    Args:
+        model, steps, batch_size, seed, device, init_from_data, progress: as :class:`MLETrainer`.
+        lrs: the learning rates tried (at least one, each > 0).
+    """
+
+    method = "mle-tuned"
+
+    def __init__(self, model: nn.Module | Callable[[], nn.Module], *, lrs: tuple[float, ...] = (1e-3, 3e-3, 1e-2),
+                 **kwargs: Any) -> None:
+        if isinstance(lrs, (str, bytes)) or not hasattr(lrs, "__iter__") or len(list(lrs)) == 0:
+            raise InputError(f"lrs: expected a non-empty sequence of learning rates, received {lrs!r}")
+        self.lrs = tuple(check_positive(lr, "lrs") for lr in lrs)
+        super().__init__(model, lr=self.lrs[0], **kwargs)
+
+    def _fit(self, data: torch.Tensor, generator: torch.Generator, seed: int, init: nn.Module | None) -> FitResult:
+        best: tuple[float, float, FitResult] | None = None
+        for lr in self.lrs:
+            trainer = MLETrainer(self.template, steps=self.steps, lr=lr, batch_size=self.batch_size,
+                                 device=self.device, init_from_data=self.init_from_data)
+            torch.manual_seed(seed)
+            try:
+                result = trainer._fit(data, torch.Generator().manual_seed(seed), seed, init)
+            except InputError:  # this rate diverged: the others decide
+                continue
+            score = mean_nll(result.model, data, seed=seed)
+            if np.isfinite(score) and (best is None or score < best[0]):
+                best = (score, lr, result)
+        if best is None:
+            raise InputError(f"lrs: every learning rate diverged ({list(self.lrs)}); try smaller ones")
+        best[2].history["lr"] = [best[1]]
+        best[2].method = self.method
+        return best[2]
+
+
+def mean_nll(model: nn.Module, x: Any, seed: int = 0, chunk: int = 4096) -> float:
+    """Mean negative log-likelihood of ``x`` (n, ...) under ``model`` in nats per sample (for a VAE the negative
+    ELBO, one seeded draw of z per sample), without gradients; the number the arms of an experiment are matched on."""
+    data = x if isinstance(x, torch.Tensor) else _as_tensor(x, model.device)
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        total = sum(float(model.nll(part.to(model.device)).sum()) for part in data.split(chunk))
+    return total / data.shape[0]
+
+
 class PLETrainer(_Trainer):
     """Penalised likelihood estimation with a hypernetwork (see the module docstring for the objective).
 
@@ -263,12 +317,23 @@ class PLETrainer(_Trainer):
         steps, lr, batch_size, seed, device, init_from_data, progress: as :class:`MLETrainer`, except that a
             ``batch_size`` of None (or ≥ n) means a bootstrap resample of all n samples at every step.
         width, depth, init_scale: hypernetwork size (see :class:`~evolens.collapse.hypernetwork.Hypernetwork`).
+        hypernetwork: ``"deepsets"`` (default) or ``"per-sample"`` (the reviewers' network, θ = the mean of a
+            per-sample network's outputs); see :class:`~evolens.collapse.hypernetwork.Hypernetwork`.
         synthetic_sets: K synthetic sets whose mean estimate enters the penalty (drawn in one batch).
         warmup: fraction of the steps trained on the likelihood alone before the estimator is frozen.
-        spread: range of the random log-scale and shift (in data standard deviations) of the estimator's sets.
+        across_sets: also train H on another set at every step (a bootstrap resample of the data or of the
+            minibatch under a random affine map of its values), so that H *estimates*: it answers other data sets
+            with their own weights. Without it H is fitted to one set and ignores its input (``scale_slope`` 0.00
+            at λ = 0), and no penalty comparing H(X) with H(X̃) has anything to act on. With minibatches and
+            ``spread=0`` the minibatches are the only other sets.
+        spread: range of the random log-scale and shift (in data standard deviations) of those sets; the default
+            1.5 spans scales e^±1.5 = 0.22–4.5, the range ``hypernetwork_sensitivity`` probes (0.25–4).
         penalty: ``"frozen"`` (default, evolens's form above) or ``"literal"`` (the paper's form as written:
-            ‖H(X) − H(X̃)‖², one synthetic set, both sides live; ``synthetic_sets``, ``warmup`` and ``spread``
+            ‖H(X) − H(X̃)‖², one synthetic set, both sides live, no warm-up; ``synthetic_sets`` and ``warmup``
             are then unused).
+        input: ``"data"`` (default) or ``"constant"``: H is fed one fixed random set instead of the data, so it
+            is a pure re-parameterisation of the model's weights (a control arm: whatever it changes is not
+            H reading its data). Only with λ = 0.
     """
 
     method = "ple"
@@ -280,16 +345,19 @@ class PLETrainer(_Trainer):
         lam: float = 0.1,
         schedule: Callable[[int], float] | None = None,
         sampler: Sampler | None = None,
-        steps: int = 500,
+        steps: int = 1000,
         lr: float = 1e-3,
         batch_size: int | None = None,
         width: int = 64,
         depth: int = 2,
         init_scale: float = 1e-2,
+        hypernetwork: str = "deepsets",
         synthetic_sets: int = 64,
         warmup: float = 0.5,
-        spread: float = 0.5,
+        across_sets: bool = True,
+        spread: float = 1.5,
         penalty: str = "frozen",
+        input: str = "data",
         seed: int = 0,
         device: str | torch.device | None = None,
         init_from_data: bool = True,
@@ -318,6 +386,18 @@ class PLETrainer(_Trainer):
         if penalty not in PENALTIES:
             raise InputError(f"penalty: expected one of {list(PENALTIES)}, received {penalty!r}")
         self.penalty = penalty
+        if hypernetwork not in HYPERNETWORKS:
+            raise InputError(f"hypernetwork: expected one of {list(HYPERNETWORKS)}, received {hypernetwork!r}")
+        self.hypernetwork = hypernetwork
+        if not isinstance(across_sets, bool):
+            raise InputError(f"across_sets: expected True or False, received {across_sets!r}")
+        self.across_sets = across_sets
+        if input not in INPUTS:
+            raise InputError(f"input: expected one of {list(INPUTS)}, received {input!r}")
+        if input == "constant" and self.lam > 0:
+            raise InputError(f"input: 'constant' is the λ = 0 control (H never sees the data, so a penalty comparing "
+                             f"H(X) with H(X̃) is 0), received lam={self.lam:g}")
+        self.input = input
         if penalty == "literal":
             self.method = "ple-literal"
 
@@ -326,8 +406,12 @@ class PLETrainer(_Trainer):
         n = data.shape[0]
         in_features = int(np.prod(data.shape[1:]))
         hyper = Hypernetwork.for_model(model, in_features, width=self.width, depth=self.depth,
-                                       init_scale=self.init_scale).to(self.device)
-        hyper.set_input_normalization(data)
+                                       init_scale=self.init_scale, architecture=self.hypernetwork).to(self.device)
+        constant = self.input == "constant"
+        # the control arm: one fixed random set of the data's shape stands for the data wherever H reads it
+        fixed = torch.randn(data.shape, generator=torch.Generator().manual_seed(seed + 2)).to(self.device) \
+            if constant else None
+        hyper.set_input_normalization(fixed if constant else data)
         optimizer = torch.optim.Adam(hyper.parameters(), lr=self.lr)
         literal = self.penalty == "literal"
         warmup_steps = int(round(self.warmup * self.steps)) if self.lam > 0 and not literal else 0
@@ -338,8 +422,9 @@ class PLETrainer(_Trainer):
             else 0.5 * (1 + np.cos(np.pi * (step - warmup_steps) / max(1, self.steps - warmup_steps))),
         )
         full_batch = self.batch_size is None or self.batch_size >= n
-        # the estimator term only serves the penalty: with λ = 0 the objective is the likelihood alone
-        train_estimator = full_batch and self.lam > 0 and not literal
+        # training across sets makes H an estimator at every λ and for every penalty form; minibatches are other
+        # sets already, so there the extra set is only drawn when the affine map makes it differ from one
+        train_estimator = self.across_sets and not constant and (full_batch or self.spread > 0)
         history: dict[str, list[float]] = {"loss": [], "nll": [], "penalty": []}
         if train_estimator:
             history["nll_bootstrap"] = []
@@ -350,11 +435,11 @@ class PLETrainer(_Trainer):
                 batch = data
             else:
                 batch = data[torch.randperm(n, generator=generator)[: self.batch_size].to(data.device)]
-            params = hyper(batch)
+            params = hyper(fixed if constant else batch)
             nll = call_with(model, params, "nll", batch).mean()
             loss = nll
             if train_estimator:  # teach H to estimate from other sets too (see _estimator_set)
-                boot = self._estimator_set(data, generator)
+                boot = self._estimator_set(batch, generator)
                 nll_boot = call_with(model, hyper(boot), "nll", boot).mean()
                 loss = loss + nll_boot
                 history["nll_bootstrap"].append(float(nll_boot.detach()))
@@ -381,7 +466,7 @@ class PLETrainer(_Trainer):
             history["nll"].append(float(nll.detach()))
             history["penalty"].append(float(penalty.detach()))
         with torch.no_grad():
-            final = hyper(data)
+            final = hyper(fixed if constant else data)
             for name, p in model.named_parameters():
                 if name in final:
                     p.copy_(final[name])
@@ -389,7 +474,7 @@ class PLETrainer(_Trainer):
         return FitResult(model=model, history=history, hypernetwork=hyper, method=self.method)
 
     def _estimator_set(self, data: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """A bootstrap resample of ``data`` under a random affine map of its values (log-scale ±``spread``,
+        """A bootstrap resample of ``data`` (the data, or the minibatch) under a random affine map of its values (log-scale ±``spread``,
         shift ±``spread`` standard deviations) so that H learns how estimates respond to the data."""
         n = data.shape[0]
         boot = data[torch.randint(0, n, (n,), generator=generator).to(data.device)]

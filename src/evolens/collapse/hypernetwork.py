@@ -21,7 +21,11 @@ from torch.func import functional_call
 
 from ..errors import InputError
 
-__all__ = ["Hypernetwork", "call_with", "parameter_shapes"]
+__all__ = ["HYPERNETWORKS", "Hypernetwork", "call_with", "parameter_shapes"]
+
+#: Hypernetwork architectures: DeepSets (per-sample MLP → mean → MLP → read-outs) and the reviewers' per-sample
+#: network (one fully connected network applied to each sample, θ = the mean of its outputs)
+HYPERNETWORKS = ("deepsets", "per-sample")
 
 
 def parameter_shapes(module: nn.Module) -> dict[str, torch.Size]:
@@ -67,13 +71,18 @@ def call_with(model: nn.Module, params: Mapping[str, torch.Tensor], method: str,
 
 
 class Hypernetwork(nn.Module):
-    """DeepSets hypernetwork: a set of samples (n, *feature_shape) → a dict of parameter tensors.
+    """Set hypernetwork: a set of samples (n, *feature_shape) → a dict of parameter tensors.
 
     Args:
         shapes: parameter name → shape of the target model (see :func:`parameter_shapes`).
         in_features: number of features of one sample after flattening.
         width: width of the per-sample and set MLPs and of the context ``z``.
         depth: hidden layers of each MLP (≥ 1).
+        architecture: ``"deepsets"`` (default: per-sample MLP → mean pool → set MLP → read-outs) or
+            ``"per-sample"``, the network PLE's reviewers describe: a fully connected network with ``depth``
+            hidden layers and the read-outs as its last layer, applied to every sample, θ = the mean of the
+            per-sample outputs (the read-outs are linear, so this is the mean of the last hidden layer read out
+            once; there is no set MLP after the pooling, so θ is an average of per-sample terms).
         init: optional parameter name → initial tensor; the read-outs start there (default: zeros).
         init_scale: scale of the read-out weights at initialisation (small: H starts near ``init``).
         chunk_size: samples embedded per chunk when pooling large sets (memory bound, same result).
@@ -89,8 +98,11 @@ class Hypernetwork(nn.Module):
         init: Mapping[str, torch.Tensor] | None = None,
         init_scale: float = 1e-2,
         chunk_size: int = 4096,
+        architecture: str = "deepsets",
     ) -> None:
         super().__init__()
+        if architecture not in HYPERNETWORKS:
+            raise InputError(f"architecture: expected one of {list(HYPERNETWORKS)}, received {architecture!r}")
         if int(in_features) < 1:
             raise InputError(f"in_features: expected a positive integer, received {in_features!r}")
         if int(width) < 1 or int(depth) < 1:
@@ -100,8 +112,13 @@ class Hypernetwork(nn.Module):
         self.in_features, self.width, self.chunk_size = int(in_features), int(width), int(chunk_size)
         self.shapes = {name: torch.Size(shape) for name, shape in shapes.items()}
         self.names = list(self.shapes)
-        self.encoder = _mlp([self.in_features] + [width] * (depth + 1))
-        self.head = _mlp([width] * (depth + 2))
+        self.architecture = architecture
+        if architecture == "deepsets":
+            self.encoder = _mlp([self.in_features] + [width] * (depth + 1))
+            self.head: nn.Module = _mlp([width] * (depth + 2))
+        else:  # per-sample: depth hidden layers, each with its activation, then the linear read-outs
+            self.encoder = nn.Sequential(_mlp([self.in_features] + [width] * depth), nn.ELU())
+            self.head = nn.Identity()
         # fixed affine applied to every input sample (see set_input_normalization); identity by default
         self.register_buffer("input_shift", torch.zeros(()))
         self.register_buffer("input_scale", torch.ones(()))

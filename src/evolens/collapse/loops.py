@@ -66,6 +66,8 @@ class LoopResult:
     run_dir: Path | None = None
     mode: str = "fully-synthetic"
     method: str = "mle"
+    #: generation 0's fit on the real data (its hypernetwork is what a sensitivity check reads)
+    first_fit: Any = None
 
     def series(self, name: str) -> np.ndarray:
         """(generations,) values of ``name``; NaN where a generation did not record it. ``name`` may leave out
@@ -272,6 +274,8 @@ class SelfConsumingLoop:
                                        f"({'real' if g == 0 else self.mode})", step=g)
                 past = past + [samples] if self.mode == "accumulate" else [samples]  # keep only what is used
                 previous_fit = fit
+                if g == 0:
+                    result.first_fit = fit
         finally:
             if writer is not None:
                 writer.close()

