@@ -6,7 +6,9 @@ PLE (penalised likelihood estimation, arXiv 2405.13977) trains a hypernetwork H_
 
 - NLL: mean negative log-likelihood per sample (nats) of the real data X under the weights H_φ(X);
 - B: a bootstrap resample of X under a random affine map of its values (scale and shift, ±``spread``): it teaches
-  H to *estimate* — to answer other data sets with their own weights — which the penalty relies on;
+  H to *estimate* — to answer other data sets with their own weights — which every penalty relies on, so it is
+  trained at every λ and for every penalty form (``across_sets``; without it H fitted to one set ignores its
+  input and H(X̃) ≡ H(X));
 - Ĥ: the estimator, a frozen copy of H taken when the penalty starts (after a likelihood-only ``warmup``);
 - X̃_k: K = ``synthetic_sets`` synthetic sets of |X| samples, drawn differentiably from the live weights H_φ(X);
   gradients of the penalty reach φ only through these draws;
@@ -20,19 +22,21 @@ The paper does not publish the exact discrepancy; three choices above are ours a
 input (PLE then shrank a Gaussian's variance *faster* than MLE in loops); with one synthetic set instead of the
 mean of K, the penalty's variance term rewards narrower models and cancels the bias correction; without the
 affine-augmented bootstrap sets, H's response to its input stayed weak (slope 0.1–0.8 in log σ) and noisy.
-With λ = 0 only the first term is trained, so PLE reduces to maximum likelihood through H.
+With λ = 0 only the two likelihood terms are trained: H becomes an estimator whose answer on X converges to the
+maximum-likelihood fit (within 3% of the MLE variance of 30 Gaussian values at the default 1000 steps).
 
 In effect this is *parametric-bootstrap bias correction* learned through the estimator: the mean of Ĥ over K sets
 drawn from the fitted model estimates E[Ĥ(X̃)], and the penalty asks for weights θ with E_θ[Ĥ(X̃)] = Ĥ(X), the
 fixed point that the classical bootstrap correction θ̂ − (mean_b θ̂*_b − θ̂) approximates in one step
 (:class:`BiasCorrectedMLETrainer`). ``penalty="literal"`` trains the paper's form as written instead:
-λ‖H(X) − H(X̃)‖² with one synthetic set, H live on both sides, no warm-up and no bootstrap term.
+λ‖H(X) − H(X̃)‖² with one synthetic set and H live on both sides, from step 0 (no warm-up).
 
 Normalisation, so that a value of λ means something: the NLL is averaged over samples and summed over the
 dimensions of one sample (nats per sample); the penalty is summed over every parameter entry of the model.
 
-For large data (``batch_size`` < n) X is a random minibatch at every step, minibatches already vary, and the
-bootstrap term is dropped. The fitted model takes the weights H_φ(all real data).
+For large data (``batch_size`` < n) X is a random minibatch at every step; minibatches already vary, and B is a
+resample of the minibatch, drawn only when ``spread`` > 0. The fitted model takes the weights H_φ(all real data).
+``input="constant"`` feeds H one fixed random set instead of the data (a control: a pure re-parameterisation).
 
 :class:`MLETrainer` fits the model's own parameters by minimising the mean NLL with Adam and exposes the same
 arguments and result, so either can be handed to :class:`evolens.collapse.loops.SelfConsumingLoop`.

@@ -112,7 +112,9 @@ def _markdown(summary: dict) -> str:
                        ("minority_var_bias", "Minority variance, signed relative bias (0 = unbiased)"),
                        ("minority_weight_error", "Minority weight, absolute error"),
                        ("train_nll", "Training NLL (nats per sample; the arms are compared at their own fit)"),
-                       ("scale_slope", "Hypernetwork scale slope (1 = reads the scale of its data, 0 = ignores it)")):
+                       ("scale_slope", "Hypernetwork scale slope (1 = reads the scale of its data, 0 = ignores it)"),
+                       ("class_share", "Hypernetwork change on each component's samples / k-means' change (median "
+                                       "over the two; 1 = moves as far as a plain estimate)")):
         lines += [f"## {title}", "", *header]
         for name in names:
             lines.append(f"| {name} | " + " | ".join(format_ci(c[name]["values"][key]) for c in summary["cells"])

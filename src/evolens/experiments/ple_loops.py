@@ -190,13 +190,15 @@ def _markdown(summary: dict) -> str:
         for variant, methods in fam["loops"].items():
             lines += [f"## {family} (n = {fam['n']}), {variant} loop", "",
                       "| arm | variance / true, gen 0 | gen last | log-var drift / gen | param error gen last "
-                      "| FID gen last | train NLL gen 0 | H slope gen 0 | H reads |", "|---|---|---|---|---|---|---|---|---|"]
+                      "| FID gen last | train NLL gen 0 | H slope gen 0 | H class share gen 0 | H reads |",
+                      "|---|---|---|---|---|---|---|---|---|---|"]
             for name, m in methods.items():
                 first = m["first_generation"]
                 lines.append(f"| {name} | {_ci(m['variance_ratio_first_ci'])} | {_ci(m['variance_ratio_last_ci'])} "
                              f"| {_ci(m['log_variance_drift_ci'], 4)} | {_ci(m['param_error_last_ci'])} "
                              f"| {_ci(m['fid_last_ci'])} | {format_ci(first['train_nll'])} "
-                             f"| {format_ci(first['scale_slope'], 2)} | {format_reads(first['reads_input'])} |")
+                             f"| {format_ci(first['scale_slope'], 2)} | {format_ci(first['class_share'], 2)} "
+                             f"| {format_reads(first['reads_input'])} |")
             lines.append("")
     lines.append(f"PLE steps {summary['steps']} per generation; wall time {summary['seconds']} s.")
     return "\n".join(lines) + "\n"
