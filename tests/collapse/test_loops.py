@@ -80,6 +80,13 @@ def test_loop_modes_and_run_store(tmp_path):
         assert len(run.events("generation")) == 3
         assert "quality/fid@identity~train" in run.scalar_names()  # the loop's metrics name their feature space
         assert run.probe_ids(1).tolist()[:2] == ["sample:0", "sample:1"]  # the writer's invariant, not the Monitor's
+    # the records read back from the run are the records the loop returned
+    from evolens.collapse.loops import LoopResult
+
+    back = LoopResult.from_run(tmp_path / "run")
+    assert back.generations == 3 and back.mode == "synthetic-augmented" and back.first_fit is None
+    for name in ("quality/fid", "param_error/total", "train/n", "params/weight/0"):
+        np.testing.assert_allclose(back.series(name), result.series(name), rtol=1e-12, err_msg=name)
     # A loop run is a run like any other: it can be projected and proximity-analysed.
     found = analyses.proximity(tmp_path / "run", encoder="identity")
     assert sorted(found.values) == [0, 1, 2]

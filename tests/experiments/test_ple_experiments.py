@@ -38,6 +38,33 @@ def test_ple_loops_writes_runs_and_summary(tmp_path):
     assert "accumulate loop" in (tmp_path / "report.md").read_text()
 
 
+def test_ple_loops_resume_reads_finished_loops_back_and_reruns_interrupted_ones(tmp_path):
+    kwargs = dict(seeds=[0], generations=3, steps=20, families=["gaussian"], loops=["fully-synthetic"], progress=False)
+    first = ple_loops.run_experiment(tmp_path, **kwargs)
+    finished = tmp_path / "gaussian" / "mle-seed0" / "runs.sqlite"
+    stamp = finished.stat().st_mtime_ns
+    # an interrupted loop: its folder holds fewer generations than asked
+    interrupted = tmp_path / "gaussian" / "ple-lam0-seed0"
+    import shutil
+
+    shutil.rmtree(interrupted)
+    from evolens.collapse import Gaussian, PLETrainer
+    from evolens.collapse.loops import SelfConsumingLoop
+
+    SelfConsumingLoop(PLETrainer(Gaussian(1), lam=0.0, steps=5), np.zeros((20, 1)) + np.arange(20)[:, None],
+                      generations=1, run_dir=interrupted, progress=False,
+                      config={"family": "gaussian", "estimator": "ple-lam0", "loop": "fully-synthetic",
+                              "steps": 20}).run()
+    again = ple_loops.run_experiment(tmp_path, **kwargs)
+    assert finished.stat().st_mtime_ns == stamp  # read back, not trained again
+    for name, m in first["families"]["gaussian"]["methods"].items():
+        m2 = again["families"]["gaussian"]["methods"][name]
+        assert m2["variance_ratio_mean"] == m["variance_ratio_mean"], name  # the rerun loop is the same loop
+        assert m2["first_generation"] == m["first_generation"], name  # gen 0 refitted with the loop's own seed
+    with open_run(interrupted) as run:
+        assert run.steps().tolist() == [0, 1, 2]
+
+
 def test_ple_gmm_grid(tmp_path):
     summary = ple_gmm.run_experiment(tmp_path, seeds=[0, 1], sizes=[20], imbalances=[0.1], steps=20, progress=False,
                                      arm_names=["mle", "classical", "constant-lam0", "literal-lam0.1", "evolens-lam1"])

@@ -79,6 +79,23 @@ class LoopResult:
     def generations(self) -> int:
         return len(self.rows)
 
+    @classmethod
+    def from_run(cls, run_dir: str | Path) -> "LoopResult":
+        """The records of a loop that ``SelfConsumingLoop(run_dir=...)`` wrote, read back from its run (one row
+        per generation, every scalar it stored); ``first_fit`` is None (fits are not stored)."""
+        from ..store import open_run
+
+        with open_run(run_dir) as run:
+            steps = [int(s) for s in run.steps()]
+            rows: list[dict[str, float]] = [{} for _ in steps]
+            for name in run.scalar_names():
+                for step, value in zip(*run.scalars(name)):
+                    if int(step) in steps:
+                        rows[steps.index(int(step))][name] = float(value)
+            config = run.config
+        return cls(rows=rows, run_dir=Path(run_dir), mode=config.get("mode", "fully-synthetic"),
+                   method=config.get("method", "mle"))
+
 
 def _flatten(x: np.ndarray) -> np.ndarray:
     return x.reshape(x.shape[0], -1).astype(np.float64)

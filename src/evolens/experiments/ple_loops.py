@@ -29,7 +29,7 @@ import numpy as np
 
 from .._validation import positive_int, seed_int
 from ._output import in_processes, write_summary
-from ..collapse.loops import SelfConsumingLoop
+from ..collapse.loops import LoopResult, SelfConsumingLoop
 from ..collapse import BiasCorrectedMLETrainer, Gaussian, GaussianMixture, MLETrainer, mean_nll
 from ._arms import arm_sensitivity, arms_legend, format_ci, format_reads, mean_ci, ple_arms
 
@@ -107,16 +107,38 @@ def _one_loop(job: tuple) -> tuple[str, str, str, np.ndarray, np.ndarray, np.nda
     real, labels = (rng.normal(0, 1, (n, 1)).astype(np.float32), None) if family == "gaussian" else sample_gmm(n, rng)
     trainer = trainers(family, steps, only=[name])[name]
     folder = Path(out) / family if variant == "fully-synthetic" else Path(out) / family / variant
-    loop = SelfConsumingLoop(trainer, real, generations=generations, true_params=truth, seed=seed,
-                             run_dir=folder / f"{name}-seed{seed}", name=f"{family} {variant} {name} seed {seed}",
-                             config={"family": family, "estimator": name, "loop": variant}, progress=False,
-                             **LOOPS[variant])
-    result = loop.run()
+    run_dir = folder / f"{name}-seed{seed}"
+    config = {"family": family, "estimator": name, "loop": variant, "steps": steps}
+    result = _finished_loop(run_dir, config, generations)
+    if result is None:  # not run yet, or interrupted: (re)run it
+        if run_dir.exists():
+            import shutil
+
+            shutil.rmtree(run_dir)
+        loop = SelfConsumingLoop(trainer, real, generations=generations, true_params=truth, seed=seed,
+                                 run_dir=run_dir, name=f"{family} {variant} {name} seed {seed}", config=config,
+                                 progress=False, **LOOPS[variant])
+        result = loop.run()
+    # generation 0 is a fit on the real data with seed × 1000 (the loop's own): refitted when the loop was read back
+    first = result.first_fit or trainer.fit(real, seed=seed * 1000)
     model = Gaussian(1) if family == "gaussian" else GaussianMixture(3, 2)
-    checks = {"train_nll": mean_nll(result.first_fit.model, real, seed=seed),
-              **arm_sensitivity(result.first_fit, real, labels, model)}
+    checks = {"train_nll": mean_nll(first.model, real, seed=seed), **arm_sensitivity(first, real, labels, model)}
     return (family, variant, name, _spread(result, family), result.series("param_error/total"),
             result.series("quality/fid"), checks)
+
+
+def _finished_loop(run_dir: Path, config: dict[str, Any], generations: int) -> LoopResult | None:
+    """The loop already written to ``run_dir`` with this config and every generation (an experiment that was
+    interrupted resumes where it stopped), else None."""
+    from ..store import open_run
+
+    try:
+        with open_run(run_dir) as run:
+            same = all(run.config.get(k) == v for k, v in config.items())
+            complete = run.steps().tolist() == list(range(generations))
+    except Exception:  # noqa: BLE001 - missing, half-created or damaged: it is run again
+        return None
+    return LoopResult.from_run(run_dir) if same and complete else None
 
 
 def run_experiment(out: str | Path, *, seeds: Sequence[int] = (0, 1, 2, 3, 4), generations: int = 10,
