@@ -103,6 +103,21 @@ def test_ple_fairness_small(tmp_path):
     assert summary["data"] and "R_I" in (tmp_path / "report.md").read_text()
 
 
+def test_ple_fairness_resumes_from_its_runs(tmp_path):
+    kwargs = dict(ratios=[10], seeds=[0], steps=5, n_samples=60, progress=False, arm_names=["mle", "ple-lam0"])
+    first = ple_fairness.run_experiment(tmp_path, **kwargs)
+    kept = tmp_path / "ratio10" / "mle-seed0" / "runs.sqlite"
+    stamp = kept.stat().st_mtime_ns
+    import shutil
+
+    shutil.rmtree(tmp_path / "ratio10" / "ple-lam0-seed0")  # as if interrupted before this fit was written
+    again = ple_fairness.run_experiment(tmp_path, **kwargs)
+    assert kept.stat().st_mtime_ns == stamp  # read back, not fitted again
+    for a, b in zip(first["rows"], again["rows"]):
+        assert {k: v for k, v in a.items() if k != "seconds"} == pytest.approx(
+            {k: v for k, v in b.items() if k != "seconds"}, nan_ok=True), a["estimator"]
+
+
 def test_labelling_abstains_on_what_looks_like_no_digit():
     from evolens.encoders import get_encoder
     from evolens.experiments.ple_fairness import ABSTAIN, label_with_abstention

@@ -27,6 +27,7 @@ model's samples are stored as one evolens run (step 0) with these numbers as sca
 
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -72,10 +73,24 @@ def label_with_abstention(classifier: Any, images: np.ndarray, min_confidence: f
 SWEEP_ARMS = ("mle", "mle-tuned", "ple-lam0", "constant-lam0", "literal-lam0.1", "evolens-lam0.1")
 
 
-def arms(steps: int = 1000, batch_size: int = 128, only: Sequence[str] | None = None) -> dict[str, Any]:
-    """The trainers of every arm for the VAE (no classical arm: see the module docstring)."""
-    mle = MLETrainer(VAE(), steps=steps, lr=1e-3, batch_size=batch_size)
-    return ple_arms(VAE, mle=mle, classical=None, only=only,
+def arms(steps: int = 1000, batch_size: int = 128, only: Sequence[str] | None = None,
+         seed: int = 0) -> dict[str, Any]:
+    """The trainers of every arm for the VAE (no classical arm: see the module docstring). Every arm starts from
+    the same VAE weights, drawn from ``seed`` (so a fit is reproducible in any process, whatever ran there before,
+    and the arms differ only in how they train)."""
+    import copy
+
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        template = VAE()
+
+    def model() -> VAE:
+        return copy.deepcopy(template)
+
+    mle = MLETrainer(model(), steps=steps, lr=1e-3, batch_size=batch_size)
+    return ple_arms(model, mle=mle, classical=None, only=only,
                     ple_kwargs={"steps": steps, "lr": 1e-3, "batch_size": batch_size, "synthetic_sets": 4,
                                 "width": 32, "warmup": 0.3, "spread": 0.0})
 
@@ -89,7 +104,7 @@ def _fit_and_sample(job: tuple) -> tuple[float, int, str, np.ndarray, np.ndarray
 
     ratio, seed, name, steps, batch_size, n_samples = job
     images, labels = imbalanced_set(ratio, seed)
-    fit = arms(steps, batch_size, only=[name])[name].fit(images, seed=seed)
+    fit = arms(steps, batch_size, only=[name], seed=seed)[name].fit(images, seed=seed)
     fed_minority = None
     if fit.hypernetwork is not None:
         import copy
@@ -105,6 +120,33 @@ def _fit_and_sample(job: tuple) -> tuple[float, int, str, np.ndarray, np.ndarray
         fed_minority = FitResult(model=model).sample(n_samples, seed=seed)
     return (ratio, seed, name, fit.sample(n_samples, seed=seed), fed_minority, mean_nll(fit.model, images, seed=seed),
             fit.seconds)
+
+
+def _run_dir(out: Path, job: tuple) -> Path:
+    ratio, seed, name = job[:3]
+    return out / f"ratio{ratio:g}" / f"{name}-seed{seed}"
+
+
+def _run_config(job: tuple) -> dict[str, Any]:
+    ratio, seed, name, steps, batch_size, n_samples = job
+    return {"kind": "ple-fairness", "ratio": float(ratio), "seed": int(seed), "estimator": name, "steps": steps,
+            "batch_size": batch_size, "n_samples": n_samples}
+
+
+def _finished_fit(run_dir: Path, config: dict[str, Any]) -> tuple | None:
+    """(samples, fed_minority, train_nll, seconds) of a fit already written with this config, else None."""
+    from ..store import open_run
+
+    try:
+        with open_run(run_dir) as run:
+            if any(run.config.get(k) != v for k, v in config.items()) or "train/seconds" not in run.scalar_names():
+                return None
+            stored = run.snapshot(0).arrays
+            samples = run.samples(0)
+            fed = run.array(0, "fed_minority") if "fed_minority" in stored else None
+            return samples, fed, float(run.scalars("train/nll")[1][0]), float(run.scalars("train/seconds")[1][0])
+    except Exception:  # noqa: BLE001 - missing, half-written or damaged: fitted again
+        return None
 
 
 def run_experiment(out: str | Path, *, ratios: Sequence[float] = (2, 5, 10, 20), seeds: Sequence[int] = (0, 1, 2, 3, 4),
@@ -127,8 +169,22 @@ def run_experiment(out: str | Path, *, ratios: Sequence[float] = (2, 5, 10, 20),
     start = time.perf_counter()
     jobs = [(r, s, name, steps, batch_size, n_samples) for r in ratios for s in seeds for name in names
             if r == full_ratio or sweep_arms is None or name in sweep_arms]
-    for ratio, seed, name, samples, fed_minority, train_nll, seconds in in_processes(
-            _fit_and_sample, jobs, workers=workers, desc="VAE fits", progress=progress):
+    # an interrupted experiment resumes: fits whose run is complete are read back, the others (re)run
+    finished, pending = [], []
+    for job in jobs:
+        found = _finished_fit(_run_dir(out, job), _run_config(job))
+        if found is not None:
+            finished.append((*job[:3], *found))
+        else:
+            if _run_dir(out, job).exists():
+                import shutil
+
+                shutil.rmtree(_run_dir(out, job))
+            pending.append(job)
+    fits = itertools.chain(((item, False) for item in finished),
+                           ((item, True) for item in in_processes(_fit_and_sample, pending, workers=workers,
+                                                                  desc="VAE fits", progress=progress)))
+    for (ratio, seed, name, samples, fed_minority, train_nll, seconds), fresh in fits:
         images, labels = imbalanced_set(ratio, seed)
         generated = label_with_abstention(classifier, samples)
         minority_share = float(np.mean(generated == MINORITY))
@@ -161,13 +217,20 @@ def run_experiment(out: str | Path, *, ratios: Sequence[float] = (2, 5, 10, 20),
         row["amplification"] = row["rfair"] / row["ri"]
         row["fid_ratio"] = row["fid_minority"] / row["fid_majority"]
         rows.append(row)
-        with RunWriter(out / f"ratio{ratio:g}" / f"{name}-seed{seed}", name=f"{name} ratio {ratio:g} seed {seed}",
-                       config={"kind": "ple-fairness", **{k: row[k] for k in ("ratio", "seed", "estimator")}}) as w:
+        if not fresh:
+            continue
+        job = (ratio, seed, name, steps, batch_size, n_samples)
+        with RunWriter(_run_dir(out, job), name=f"{name} ratio {ratio:g} seed {seed}", config=_run_config(job)) as w:
             w.write_reference("train", images, labels)
-            w.write_snapshot(0, {"samples": samples, "labels": generated})  # -1: the classifier abstained
+            arrays = {"samples": samples, "labels": generated}  # labels -1: the classifier abstained
+            if fed_minority is not None:  # the same draws under the weights H gives the minority alone
+                arrays["fed_minority"] = fed_minority
+            w.write_snapshot(0, arrays)
+            # the fit's own numbers last: a run holding train/seconds is complete (what resuming reads)
             w.write_scalars(0, {f"{N.FAIRNESS}/{k}": row[k] for k in (N.RFAIR, N.AMPLIFICATION, N.FID_RATIO)}
                             | {N.scalar_name(N.QUALITY, N.FID, cls=c, encoder=classifier.id, reference="mnist-train"):
-                               per_class_fid[c] for c in (MAJORITY, MINORITY)})
+                               per_class_fid[c] for c in (MAJORITY, MINORITY)}
+                            | {"train/nll": train_nll, "train/seconds": seconds})
     rows.sort(key=lambda r: (r["ratio"], names.index(r["estimator"]), r["seed"]))
     summary = {"rows": rows, "full_ratio": full_ratio, "seconds": round(time.perf_counter() - start, 1), "arms": names, "steps": steps,
                "data": real.source, "n_train_digits": len(real)}
