@@ -23,6 +23,10 @@ def test_ple_loops_writes_runs_and_summary(tmp_path):
     assert len(first["scale_slope"]) == 2 and all(np.isfinite(first["train_nll"]))
     assert methods["mle"]["first_generation"]["reads_input"] == [None, None]
     assert "H reads" in (tmp_path / "report.md").read_text()
+    # the paired drift: MLE against itself is exactly 0, and an arm's equals its drift minus MLE's on average
+    assert methods["mle"]["drift_minus_mle_ci"][0] == 0.0
+    assert methods["classical"]["drift_minus_mle_ci"][0] == pytest.approx(
+        methods["classical"]["log_variance_drift_per_generation"] - methods["mle"]["log_variance_drift_per_generation"])
     assert len(methods["mle"]["variance_ratio_mean"]) == 2
     assert json.loads((tmp_path / "summary.json").read_text())["generations"] == 2
     assert "| mle |" in (tmp_path / "report.md").read_text()
