@@ -183,10 +183,12 @@ def cmd_reference(args: argparse.Namespace) -> int:
         raise InputError(f"path: expected a .npy file of images or a folder of images, received {args.target!r}")
     labels = np.load(args.labels) if args.labels else None
     kwargs = {"path": args.weights} if args.weights else {}
-    reference = R.add_named_reference(args.name, np.asarray(images), labels, encoder=args.encoder, store=args.store,
-                                      batch_size=args.batch_size, engine=args.engine, address=args.address,
-                                      workers=args.workers, gpus_per_worker=args.gpus_per_worker,
-                                      progress=not args.quiet, radii=args.radii, **kwargs)
+    from .analyses.references import add_named_reference
+
+    reference = add_named_reference(args.name, np.asarray(images), labels, encoder=args.encoder, store=args.store,
+                                    batch_size=args.batch_size, engine=args.engine, address=args.address,
+                                    workers=args.workers, gpus_per_worker=args.gpus_per_worker,
+                                    progress=not args.quiet, radii=args.radii, **kwargs)
     print(f"reference {reference.name!r}: {reference.n} images, features for {', '.join(reference.encoders())} "
           f"in {reference.path}")
     return 0

@@ -49,7 +49,9 @@ def test_this_machines_temporary_folder_is_local(tmp_path):
 
 
 def test_a_writer_on_a_network_filesystem_warns_once(tmp_path, monkeypatch):
-    monkeypatch.setattr(P, "filesystem_type", lambda path, mountinfo=None: "nfs4")
+    from evolens.store import files
+
+    monkeypatch.setattr(files, "filesystem_type", lambda path, mountinfo=None: "nfs4")
     with pytest.warns(RuntimeWarning, match="network filesystem .nfs4.*evolens publish"):
         with RunWriter(tmp_path / "run", name="r"):
             pass

@@ -11,7 +11,9 @@ from evolens.data import digits
 from evolens.encoders import get_encoder
 from evolens.errors import InputError
 from evolens.metrics.quality import FeatureStatistics
-from evolens.store.references import (NamedReference, add_named_reference, find_shared_features, named_references,
+from evolens.analyses.references import add_named_reference
+from evolens.encoders.pixels import PixelsEncoder
+from evolens.store.references import (NAMED_REFERENCE, NamedReference, find_shared_features, named_references,
                                       use_named_reference)
 from evolens.store.writer import RunWriter
 
@@ -323,3 +325,42 @@ def test_views_of_a_large_reference_read_only_the_rows_they_show(tmp_path, monke
         shown = reference_images_at(run, "train", [105, -1, 10**9, 7])
         assert sorted(shown) == [7, 105]
         np.testing.assert_array_equal(shown[105], data.images[105])
+
+
+def test_reference_use_with_store_then_analyze_embeds_no_reference_image(tmp_path, monkeypatch):
+    """``evolens reference use RUN NAME --store DIR`` records the reference by identity, so ``evolens analyze RUN``
+    reads its features from DIR — also when DIR is not the default store (the default here is another, empty
+    folder): the images embedded are the snapshots' only, counted at the encoder."""
+    data = digits("train")
+    store, elsewhere = tmp_path / "my-references", tmp_path / "default-store"
+    monkeypatch.setenv("EVOLENS_REFERENCES", str(elsewhere))
+    embedded: list[int] = []
+    encode = PixelsEncoder.encode
+
+    def counted(self, images, batch_size=None, progress=False):
+        embedded.append(len(images))
+        return encode(self, images, batch_size, progress)
+
+    monkeypatch.setattr(PixelsEncoder, "encode", counted)
+    images = data.images[:500]
+    np.save(tmp_path / "train.npy", images)
+    assert main(["reference", "add", "digits-500", str(tmp_path / "train.npy"), "--encoder", "pixels",
+                 "--store", str(store), "--quiet"]) == 0
+    assert sum(embedded) == 500  # the reference, embedded once into the store
+    with RunWriter(tmp_path / "run", name="run") as writer:
+        for step in (0, 10):
+            writer.write_snapshot(step, {"samples": data.images[600 + step:640 + step]})
+    assert main(["reference", "use", str(tmp_path / "run"), "digits-500", "--as", "train",
+                 "--store", str(store)]) == 0
+    from evolens.store.run import open_run
+
+    with open_run(tmp_path / "run") as run:
+        record = run.reference_meta("train")[NAMED_REFERENCE]
+        assert record == {"name": "digits-500", "store": str(store.resolve()),
+                          "content_hash": NamedReference(store / "digits-500").content_hash}
+    embedded.clear()
+    assert main(["analyze", str(tmp_path / "run"), "--encoder", "pixels", "--reference", "train", "--quiet"]) == 0
+    assert embedded == [40, 40]  # two snapshots of 40 samples; not one reference image
+    with open_run(tmp_path / "run") as run:
+        fid = run.scalars(next(n for n in run.scalar_names() if n.startswith("quality/fid")))[1]
+    assert fid.shape == (2,) and np.isfinite(fid).all()

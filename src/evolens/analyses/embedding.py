@@ -20,7 +20,7 @@ from ..encoders.base import Encoder, describe_encoder_input
 from ..encoders.registry import get_encoder
 from ..errors import InputError
 from ..store.derived import FEATURES
-from ..store.references import find_shared_features
+from ..store.references import shared_reference
 from ..store.shards import ShardedFeatures
 from ..store.run import Run, opened
 from ._base import choose_steps
@@ -134,8 +134,8 @@ def _embed(run: Run, encoder: Encoder, reference: Any, steps: Sequence[int] | No
         result.computed += _embed_on_ray(run, encoder, todo, batch_size, progress, description, on_ray)
     for kind, key, digest in tqdm(todo, desc=f"embedding ({encoder.name})", unit="set", disable=not progress):
         features = run.derived(FEATURES, encoder_id=encoder.id, source=digest)
-        if features is None and kind == "reference":  # a stored named reference with the same images: its
-            features = find_shared_features(digest, encoder.id)  # shards, read where used (never all at once)
+        if features is None and kind == "reference":  # the named reference this one is: its shards, read
+            features = _shared_features(run, key, encoder.id)  # where used (never all at once)
         if features is None:
             images = run.samples(key) if kind == "snapshot" else run.reference(key).images
             features = encoder.encode(images, batch_size)
@@ -147,6 +147,12 @@ def _embed(run: Run, encoder: Encoder, reference: Any, steps: Sequence[int] | No
     return result
 
 
+def _shared_features(run: Run, name: str, encoder_id: str) -> ShardedFeatures | None:
+    """The shards of the named reference that the run's reference ``name`` is (resolved by identity), or None."""
+    shared = shared_reference(run, name, encoder_id)
+    return shared.features(encoder_id) if shared is not None else None
+
+
 def _embed_on_ray(run: Run, encoder: Encoder, todo: list[tuple[str, Any, str]], batch_size: int | None,
                   progress: bool, description: dict[str, Any], on_ray: dict[str, Any]) -> int:
     """Embed the arrays of ``todo`` not stored yet in one Ray pipeline and store them (the local loop then reads
@@ -156,7 +162,7 @@ def _embed_on_ray(run: Run, encoder: Encoder, todo: list[tuple[str, Any, str]], 
     missing: dict[str, tuple[str, Any]] = {}
     for kind, key, digest in todo:
         if digest not in missing and run.derived(FEATURES, encoder_id=encoder.id, source=digest) is None and \
-                (kind != "reference" or find_shared_features(digest, encoder.id) is None):
+                (kind != "reference" or _shared_features(run, key, encoder.id) is None):
             missing[digest] = (kind, key)
     if not missing:
         return 0

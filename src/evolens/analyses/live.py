@@ -33,7 +33,7 @@ from .._validation import describe
 from ..detect.rules import ALERT_PREFIX, Rule, check_rules
 from ..errors import EvolensError, InputError, RunLockedError
 from ..store import layout
-from ..store.arrays import pid_alive
+from ..store.events import capture_running  # re-exported: evolens.analyses.live.capture_running
 from ..store.run import Run, open_run
 
 logger = logging.getLogger(__name__)
@@ -123,24 +123,6 @@ class Live:
         return {"encoder": encoder, "reference": self.reference, "analyses": sorted(self.analyses),
                 "heldout": self.heldout, "classifier": self.classifier, "metrics": sorted(self.metrics),
                 "by": self.by}
-
-
-def capture_running(run: Run) -> bool:
-    """Whether a capturing process may still add snapshots: its session has not closed (no ``capture_end``
-    event) and, when it ran on this host, its process is alive. In a copy kept by ``evolens mirror``: what the
-    last mirror pass found in the source."""
-    from ..store.publish import MIRROR_EVENT
-
-    mirrored = run.events(kind=MIRROR_EVENT)
-    if mirrored:
-        return bool(mirrored[-1].data.get("capture_running", True))
-    captures = [s for s in run.sessions() if s["kind"] == "capture"]
-    if not captures:
-        return True  # created, no capture session yet: one may come
-    last = captures[-1]
-    if any(e.session_id == last["id"] for e in run.events(kind=layout.CAPTURE_END_EVENT)):
-        return False
-    return not (last["host"] == socket.gethostname() and not pid_alive(last["pid"]))
 
 
 class LiveWorker:

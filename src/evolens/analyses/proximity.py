@@ -34,7 +34,7 @@ from ..errors import InputError
 from ..metrics import proximity as P
 from ..store.run import Run, opened
 from ..store.derived import HELDOUT_NEAREST_TRAIN, TRAINING_SPACING
-from ..store.references import named_reference_of
+from ..store.references import shared_reference
 from ._base import AnalysisResult, check_reference_name, choose_steps, per_snapshot, stored_reference_quantity
 from .embedding import embedding
 
@@ -122,7 +122,7 @@ def proximity(
             # stored (in the run, or with the named reference whose shards these are), not redone per snapshot
             many = train.shape[0] >= 2
             source = run.reference_hash(reference)
-            shared = named_reference_of(train)  # None unless these are a named reference's shards
+            shared = shared_reference(run, reference, encoder.id)  # None unless it is a named reference
 
             def stored(kind, compute, **params):
                 return stored_reference_quantity(run, kind, compute, encoder_id=encoder.id, source=source,

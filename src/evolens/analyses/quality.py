@@ -24,7 +24,7 @@ from ..encoders import Encoder, get_encoder
 from ..errors import InputError
 from ..metrics import quality as Q
 from ..store.derived import CMMD_REFERENCE_TERM, FID_STATISTICS, PRDC_RADII
-from ..store.references import NamedReference, named_reference_of
+from ..store.references import NamedReference, shared_reference
 from ..store.run import Run, opened
 from ._base import AnalysisResult, check_reference_name, choose_steps, per_snapshot, stored_reference_quantity
 from .embedding import embedding
@@ -157,7 +157,7 @@ def quality(
         def prepare(todo: list[int]):
             embedded = embedding(run, encoder=encoder, reference=[reference], steps=todo, progress=progress)
             ref_features = embedded.references[reference]  # a named reference's shards stay on disk
-            shared = named_reference_of(ref_features)  # None unless these are a named reference's shards
+            shared = shared_reference(run, reference, encoder.id)  # None unless it is a named reference
             overall = _stored_reference_side(run, reference, encoder.id, ref_features, metrics, shared=shared)
             per_class: dict[Any, _ReferenceSide] = {}
             ref_labels = run.reference_labels(reference) if by == "label" else None

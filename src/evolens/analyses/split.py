@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import names as N
 from ..detect import BiasedGeneralizationOnset, OnsetReport
+from ..encoders import get_encoder
 from ..errors import InputError
 from ..metrics.proximity import sample_split_distance
 from ..store.run import Run, open_run, opened
@@ -139,6 +140,8 @@ def _split(opened: list[Run], encoder: Any, steps: Sequence[int] | None, loss: s
             continue
         reference_ids = opened[0].probe_ids(step)
         samples = [_paired(r, step, reference_ids)[0] for r in opened]
+        if isinstance(encoder, str) and encoder not in ("pixels", "features"):
+            encoder = get_encoder(encoder)  # a name: resolved once, on the first step to compute
         values = [sample_split_distance(samples[i], samples[j], space=encoder, reduce=reduce) for i, j in pairs]
         for pair, value in zip(pairs, values):
             pair_curves[pair].append(value)

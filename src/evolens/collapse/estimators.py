@@ -158,7 +158,7 @@ class _Trainer:
         if batch_size is not None:
             batch_size = check_int(batch_size, "batch_size", minimum=2)
         seed = check_seed(seed)
-        from ..encoders.base import resolve_device
+        from .._device import resolve_device
 
         self.template = model
         self.steps, self.lr, self.seed = steps, lr, seed

@@ -14,10 +14,10 @@ import numpy as np
 
 from .._validation import check_real
 from ..errors import InputError
+from ..store.events import ALERT_PREFIX  # event kind of a fired rule: alert:<rule name>
 
 __all__ = ["ALERT_PREFIX", "Alert", "Rule", "Threshold", "Trend", "check_rules", "rule_from_dict"]
 
-ALERT_PREFIX = "alert:"  # event kind of a fired rule: alert:<rule name>
 
 
 @dataclass(frozen=True)

@@ -336,7 +336,7 @@ def _report(results: list[SeedResult], config: Config, out: Path) -> str:
 def run_experiment(out: str | Path = "runs/biased-generalization", *, seeds: Sequence[int] = (0, 1, 2),
                    config: Config = DEFAULT, device: str | None = None, progress: bool = True) -> dict:
     """Run every seed, write figures, ``summary.json`` and ``report.md`` under ``out``; return the summary."""
-    from ..encoders.base import resolve_device
+    from .._device import resolve_device
 
     out = Path(out) / time.strftime("%Y%m%d-%H%M%S")
     out.mkdir(parents=True, exist_ok=True)

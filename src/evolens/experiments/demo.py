@@ -20,7 +20,7 @@ import torch
 from .._validation import positive_int, seed_int
 from ..capture import Monitor, Probes
 from ..data import mnist
-from ..encoders.base import resolve_device
+from .._device import resolve_device
 from ..store.layout import CHECKPOINTS_DIR, report_path
 from ..names import FID, parse_name
 from .models import ConditionalVAE, vae_loss

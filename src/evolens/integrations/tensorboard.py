@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..store.events import is_listed
 from ..store.run import Run, opened
 
 __all__ = ["TensorBoardMirror", "export_tensorboard"]
 
-MARKED_LEVELS = ("alert", "warning", "error")
 
 
 def export_tensorboard(run: Run | str | os.PathLike, logdir: str | os.PathLike, *, encoder: Any = None,
@@ -41,7 +41,7 @@ def export_tensorboard(run: Run | str | os.PathLike, logdir: str | os.PathLike, 
     except ImportError as exc:  # tensorboard is an optional extra
         raise InputError(f"logdir: exporting to TensorBoard needs the tensorboard package "
                          f"(pip install 'evolens[tensorboard]'); {exc}") from exc
-    from ..views.data import MARKED_EVENT_KINDS, sample_grid
+    from ..views.data import sample_grid
 
     logdir = Path(logdir)
     with opened(run) as run:
@@ -57,7 +57,7 @@ def export_tensorboard(run: Run | str | os.PathLike, logdir: str | os.PathLike, 
                     writer.add_image("samples", grid, global_step=snap.step, walltime=snap.wall_time,
                                      dataformats="HWC" if grid.ndim == 3 else "HW")
             for event in run.events():
-                if event.level in MARKED_LEVELS or event.kind in MARKED_EVENT_KINDS:
+                if is_listed(event.kind, event.level):
                     writer.add_text("events", f"**{event.kind}** ({event.level}): {event.message}",
                                     global_step=event.step or 0, walltime=event.wall_time)
             _add_projector(writer, run, encoder)
@@ -137,9 +137,7 @@ class TensorBoardMirror:
 
     def event(self, step: int | None, kind: str, level: str, message: str) -> None:
         """Add alerts, warnings, errors, pauses, resumes and interventions as text."""
-        from ..views.data import MARKED_EVENT_KINDS
-
-        if level in MARKED_LEVELS or kind in MARKED_EVENT_KINDS:
+        if is_listed(kind, level):
             self._writer.add_text("events", f"**{kind}** ({level}): {message}", global_step=step or 0)
 
     def close(self) -> None:

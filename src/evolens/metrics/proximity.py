@@ -598,7 +598,8 @@ def sample_split_distance(samples_a: Any, samples_b: Any, space: Any = "pixels",
         samples_a, samples_b: the two models' samples for the same probes, row i paired with row i.
             With ``space="pixels"``: images (n, C, H, W), standardised per image and channel first.
             With ``space="features"``: feature arrays (n, d), compared as they are.
-            With an encoder (name or instance): images embedded by it, then compared.
+            With an encoder instance (``evolens.encoders.get_encoder(name)``): images embedded by it, then
+            compared (``analyses.split_distance`` resolves names).
         return_all: also return the per-pair distances.
         reduce: ``"median"`` of the per-pair distances (robust), or ``"mean"``: 1 - mean cosine, the paper's
             estimator (``sample_split_inference.py``: mean similarity over the samples of a model pair).
@@ -612,16 +613,12 @@ def sample_split_distance(samples_a: Any, samples_b: Any, space: Any = "pixels",
     elif space == "features":
         a = check_features(samples_a, "samples_a", min_samples=1)
         b = check_features(samples_b, "samples_b", min_samples=1)
+    elif not isinstance(space, (str, bytes)) and callable(getattr(space, "encode", None)):  # an encoder instance
+        a = np.asarray(space.encode(samples_a), dtype=np.float64)
+        b = np.asarray(space.encode(samples_b), dtype=np.float64)
     else:
-        from ..encoders import get_encoder
-
-        try:
-            encoder = get_encoder(space)
-        except InputError as exc:
-            raise InputError(f"space: expected 'pixels', 'features' or an encoder (name or instance), received "
-                             f"{space!r} ({exc})") from None
-        a = encoder.encode(samples_a).astype(np.float64)
-        b = encoder.encode(samples_b).astype(np.float64)
+        raise InputError(f"space: expected 'pixels', 'features' or an encoder instance (an object with "
+                         f".encode(images); a name resolves with evolens.encoders.get_encoder), received {space!r}")
     if a.shape != b.shape:
         raise InputError(f"samples_b: expected shape {a.shape} to pair row by row with samples_a, received shape={b.shape}")
     norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)

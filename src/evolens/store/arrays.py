@@ -17,14 +17,13 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
 from ..errors import InputError, StoreIntegrityError
+from .files import TMP_MARK, atomic_write, remove_dead_temporaries, temporary_path
 from .layout import ARRAYS_DIR, array_relative_path
 
-_TMP_MARK = ".tmp-"
 _verified: set[tuple[str, int, int]] = set()  # (path, size, mtime_ns) of files whose hash this process checked
 
 
@@ -57,16 +56,6 @@ def file_hash(path: str | os.PathLike, chunk_bytes: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # pragma: no cover - alive, owned by someone else
-        return True
-    return True
-
-
 class ArrayStore:
     """Write and read content-addressed arrays under ``<run_dir>/arrays``.
 
@@ -92,18 +81,7 @@ class ArrayStore:
         rel = array_relative_path(digest)
         target = self.run_dir / rel
         if not target.exists() or not _intact(target, digest):  # new content, or a damaged copy to replace
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.parent / f"{digest}{_TMP_MARK}{os.getpid()}"
-            try:
-                with open(tmp, "wb") as handle:
-                    np.save(handle, array, allow_pickle=False)
-                    handle.flush()
-                    if self.fsync:
-                        os.fsync(handle.fileno())
-                os.replace(tmp, target)
-            finally:
-                if tmp.exists():
-                    tmp.unlink()
+            atomic_write(target, lambda handle: np.save(handle, array, allow_pickle=False), fsync=self.fsync)
         return StoredArray(digest, rel, tuple(array.shape), array.dtype.str, int(array.nbytes))
 
     def put_file(self, source: str | os.PathLike, digest: str) -> StoredArray:
@@ -120,7 +98,7 @@ class ArrayStore:
         if target.exists() and _intact(target, digest):
             return record
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.parent / f"{digest}{_TMP_MARK}{os.getpid()}"
+        tmp = temporary_path(target)
         try:
             try:
                 os.link(source, tmp)
@@ -161,7 +139,7 @@ class ArrayStore:
     def remove_stale_temporaries(self) -> int:
         """Delete temporary files left by writers that died mid-write; return how many were removed."""
         root = self.run_dir / ARRAYS_DIR
-        return remove_dead_temporaries(root.glob(f"*/*{_TMP_MARK}*"), _TMP_MARK) if root.is_dir() else 0
+        return remove_dead_temporaries(root.glob(f"*/*{TMP_MARK}*"), TMP_MARK) if root.is_dir() else 0
 
 
 def verify_file(path: Path, digest: str) -> str | None:
@@ -191,18 +169,3 @@ def _intact(path: Path, digest: str) -> bool:
         _verified.add(key)
         return True
     return False
-
-
-def remove_dead_temporaries(paths: Iterable[Path], mark: str) -> int:
-    """Delete the files among ``paths`` named ``<anything><mark><pid>[-<anything>]`` whose process ``pid`` is no
-    longer alive (temporaries of killed writers); return how many were removed."""
-    removed = 0
-    for tmp in paths:
-        try:
-            pid = int(tmp.name.rsplit(mark, 1)[1].split("-", 1)[0])
-        except ValueError:
-            continue
-        if not pid_alive(pid):
-            tmp.unlink(missing_ok=True)
-            removed += 1
-    return removed

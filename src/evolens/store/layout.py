@@ -31,13 +31,15 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import NotARunError, StoreIntegrityError
+from . import events
+from .files import fsync_dir, remove_dead_temporaries
 
 DB_NAME = "runs.sqlite"
 ARRAYS_DIR = "arrays"
 LOCK_NAME = "writer.lock"
 ANALYSIS_LOCK_NAME = "analysis.lock"
 ANALYSIS_LOG_NAME = "analysis.log"
-CAPTURE_END_EVENT = "capture_end"  # written when a capture session closes cleanly
+CAPTURE_END_EVENT = events.CAPTURE_END  # written when a capture session closes cleanly
 REPORT_NAME = "report.html"
 CHECKPOINTS_DIR = "checkpoints"
 THUMBNAILS_DIR = "thumbnails"
@@ -200,8 +202,6 @@ def creation_leftovers(run_dir: Path) -> list[Path] | None:
 
 def remove_stale_creations(run_dir: Path) -> int:
     """Delete temporary databases of creations whose process is dead; return how many were removed."""
-    from .arrays import remove_dead_temporaries
-
     return remove_dead_temporaries(Path(run_dir).glob(f"{DB_NAME}{_CREATING_MARK}*"), _CREATING_MARK)
 
 
@@ -251,25 +251,13 @@ def create_database(run_dir: Path, *, name: str, config_json: str) -> bool:
             os.link(tmp, db_path(run_dir))
         except FileExistsError:
             return False
-        _fsync_dir(run_dir)
+        fsync_dir(run_dir)
         return True
     finally:
         for leftover in (tmp, tmp.with_name(tmp.name + "-journal"), tmp.with_name(tmp.name + "-wal"),
                          tmp.with_name(tmp.name + "-shm")):
             leftover.unlink(missing_ok=True)
 
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # pragma: no cover - platforms without directory descriptors
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
 
 
 def connect(run_dir: Path, *, readonly: bool) -> sqlite3.Connection:

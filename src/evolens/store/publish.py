@@ -27,73 +27,20 @@ taken on both hosts at once. So evolens keeps this division (docs/architecture.m
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import sqlite3
 import time
-import warnings
 from pathlib import Path
 
 from ..errors import InputError
-from . import layout
+from . import events, layout
+from .files import atomic_write
+from .files import NETWORK_FILESYSTEMS, filesystem_type, network_filesystem  # noqa: F401 - re-exported
 
 __all__ = ["MIRROR_EVENT", "NETWORK_FILESYSTEMS", "filesystem_type", "mirror", "network_filesystem", "publish"]
 
-# filesystem types (as /proc/self/mountinfo names them) where processes on different hosts share files
-NETWORK_FILESYSTEMS = frozenset({
-    "nfs", "nfs4", "cifs", "smb3", "smbfs", "ncpfs", "ceph", "glusterfs", "lustre", "gpfs", "beegfs", "9p",
-    "afs", "ocfs2", "gfs2", "fuse.sshfs", "fuse.gcsfuse", "fuse.s3fs", "fuse.rclone", "fuse.juicefs",
-    "fuse.glusterfs", "fuse.cephfs", "fuse.lustre", "fuse.blobfuse", "fuse.goofys", "fuse.mountpoint-s3",
-})
-
-_warned: set[str] = set()
 VERSIONS_DIR = ".published"  # the copy's database versions; runs.sqlite is a symlink to the newest
 VERSION_GRACE_SECONDS = 600.0
-
-
-def _unescape(field: str) -> str:
-    """A mountinfo path field: the kernel writes space, tab, newline and backslash as three-digit octal escapes
-    (``\\040``…); everything else, UTF-8 included, is as it is (unicode_escape mangled non-ASCII mount points and
-    raised on a lone backslash — in a check that runs when a capture opens)."""
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
-
-
-def filesystem_type(path: str | os.PathLike, mountinfo: str | None = None) -> str | None:
-    """The type of the filesystem holding ``path`` (``"ext4"``, ``"nfs4"``, ``"fuse.sshfs"``…), from
-    ``/proc/self/mountinfo`` (or the text given); None where it cannot be read (not Linux)."""
-    if mountinfo is None:
-        try:
-            mountinfo = Path("/proc/self/mountinfo").read_text()
-        except OSError:
-            return None
-    target = Path(path).resolve()  # symlinks of the existing part followed; a missing tail kept as written
-    best, best_type = -1, None
-    for line in mountinfo.splitlines():
-        left, _, right = line.partition(" - ")
-        fields, tail = left.split(), right.split()
-        if len(fields) < 5 or not tail:
-            continue
-        mount_point = Path(_unescape(fields[4]))
-        fs_type = tail[0]
-        if (target == mount_point or mount_point in target.parents) and len(mount_point.parts) > best:
-            best, best_type = len(mount_point.parts), fs_type
-    return best_type
-
-
-def network_filesystem(path: str | os.PathLike, *, warn: bool = False, mountinfo: str | None = None) -> str | None:
-    """The network filesystem type holding ``path``, or None for a local one. With ``warn``, warn once per path
-    that other hosts must read a published copy (``evolens publish``)."""
-    fs_type = filesystem_type(path, mountinfo)
-    if fs_type is None or (fs_type not in NETWORK_FILESYSTEMS and not fs_type.startswith("nfs")):
-        return None
-    key = str(Path(path).resolve())
-    if warn and key not in _warned:
-        _warned.add(key)
-        warnings.warn(f"evolens: run {key!r} is on a network filesystem ({fs_type}). SQLite's WAL works only while "
-                      "every process that opens the run is on this host; let other machines read a copy made with "
-                      "`evolens publish RUN DEST` (see docs/architecture.md, 'Past one machine').",
-                      RuntimeWarning, stacklevel=3)
-    return fs_type
 
 
 def publish(run_dir: str | os.PathLike, dest: str | os.PathLike) -> dict[str, int]:
@@ -129,12 +76,8 @@ def publish(run_dir: str | os.PathLike, dest: str | os.PathLike) -> dict[str, in
             out = target / rel
             if out.is_file() and out.stat().st_size == (source / rel).stat().st_size:
                 continue
-            out.parent.mkdir(parents=True, exist_ok=True)
-            partial = out.with_name(out.name + f".tmp-{os.getpid()}")
-            shutil.copyfile(source / rel, partial)
-            with open(partial, "rb") as handle:
-                os.fsync(handle.fileno())
-            os.replace(partial, out)
+            with open(source / rel, "rb") as original:
+                atomic_write(out, lambda handle: shutil.copyfileobj(original, handle, 1 << 20))
             copied += 1
             nbytes += out.stat().st_size
         with open(tmp_db, "rb") as handle:
@@ -169,7 +112,7 @@ def _drop_old_versions(versions: Path, keep_seconds: float) -> None:
             old.unlink(missing_ok=True)
 
 
-MIRROR_EVENT = "mirror"  # written by ``mirror`` after each pass: data {"capture_running": bool, "source": path}
+MIRROR_EVENT = events.MIRROR  # written by ``mirror`` after each pass: data {"capture_running": bool, "source": path}
 
 
 def mirror(source: str | os.PathLike, dest: str | os.PathLike) -> dict[str, int]:
@@ -188,12 +131,11 @@ def mirror(source: str | os.PathLike, dest: str | os.PathLike) -> dict[str, int]
         raise InputError(f"source: expected an evolens run or a published copy, received {str(source)!r}")
     if target.resolve() == source.resolve():
         raise InputError(f"dest: expected a folder other than the source, received {str(dest)!r}")
-    from ..analyses.live import capture_running
 
     # read before copying: a capture that ends after this read leaves its last snapshots for the next pass,
     # never a copy that says "ended" without them
     with open_run(source) as origin:
-        running = capture_running(origin)
+        running = events.capture_running(origin)
     counts = {"snapshots_copied": 0, "references_copied": 0}
     if not is_run_dir(target):
         if target.exists() and any(target.iterdir()):

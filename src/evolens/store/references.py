@@ -12,9 +12,11 @@ as a reference row, and per encoder
   on first use (per-class statistics and radii, the CMMD reference term): stored here, for every later run,
 - an event ``reference-features`` recording the encoder, the shard folder and the size.
 
-``evolens reference add NAME PATH --encoder …`` (or ``add_named_reference``) embeds once; ``analyses.embedding``
-of any run whose reference has the same content (the same images hash) reads the features from here instead of
-embedding them again — like clean-fid's custom statistics, for every feature-based metric.
+``evolens reference add NAME PATH --encoder …`` (or ``evolens.analyses.references.add_named_reference``, which
+embeds: it lives above the store) embeds once; ``evolens reference use RUN NAME`` links it into a run and records it
+there by identity (name, store, content hash), and ``analyses.embedding`` of that run reads the features from here
+instead of embedding them again — like clean-fid's custom statistics, for every feature-based metric. This module
+stores and finds; it computes nothing.
 """
 
 from __future__ import annotations
@@ -28,14 +30,16 @@ import numpy as np
 from .._paths import cache_dir
 from .._validation import check_name
 from ..errors import InputError
-from .derived import FID_STATISTICS, PRDC_RADII, TRAINING_SPACING
+from . import events
+from .derived import FID_STATISTICS
 from .run import Run, is_run_dir, open_run
-from .shards import DEFAULT_SHARD_ROWS, ShardedFeatures, ShardWriter, is_shard_dir
+from .shards import ShardedFeatures, is_shard_dir
 
-__all__ = ["NamedReference", "add_named_reference", "find_shared_features", "named_reference_of", "named_references",
-           "reference_store", "use_named_reference"]
+__all__ = ["NAMED_REFERENCE", "NamedReference", "find_shared_features", "named_reference_record", "named_references",
+           "reference_store", "shared_reference", "store_named_reference", "use_named_reference"]
 
-FEATURES_EVENT = "reference-features"
+FEATURES_EVENT = events.FEATURES
+NAMED_REFERENCE = "named_reference"  # the key of a linked reference's record in the run's reference metadata
 
 
 def reference_store(store: str | os.PathLike | None = None) -> Path:
@@ -94,9 +98,23 @@ class NamedReference:
         with self._run() as run:
             return [e.data["encoder_id"] for e in run.events(kind=FEATURES_EVENT)]
 
+    def features_folder(self, encoder_id: str) -> Path:
+        """Where the shards of the features under ``encoder_id`` are (or go)."""
+        return self.path / "features" / _safe_id(encoder_id)
+
     def features(self, encoder_id: str) -> ShardedFeatures | None:
-        folder = self.path / "features" / _safe_id(encoder_id)
+        """The features under ``encoder_id`` (n, d) as shards on disk, or None when they are not complete."""
+        folder = self.features_folder(encoder_id)
         return ShardedFeatures(folder) if encoder_id in self.encoders() and is_shard_dir(folder) else None
+
+    def record_features(self, encoder_id: str, features: ShardedFeatures) -> None:
+        """Mark the shards written to ``features_folder(encoder_id)`` complete (the ``reference-features`` event,
+        written last: a killed embedding leaves a folder without one, which the next attempt replaces)."""
+        folder = self.features_folder(encoder_id)
+        with self._run() as run:
+            run.add_event(FEATURES_EVENT, f"{features.shape[0]} features of {self.name} with {encoder_id}",
+                          data={"encoder_id": encoder_id, "folder": str(folder.relative_to(self.path)),
+                                "n": features.shape[0], "d": features.shape[1]})
 
     def fid_statistics(self, encoder_id: str) -> np.ndarray | None:
         with self._run() as run:
@@ -133,19 +151,10 @@ def named_references(store: str | os.PathLike | None = None) -> list[NamedRefere
     return out
 
 
-def add_named_reference(name: str, images: Any, labels: Any = None, *, encoder: Any = "efficientnet-lite0",
-                        store: str | os.PathLike | None = None, batch_size: int | None = None,
-                        engine: str = "local", address: str | None = None, workers: int | None = None,
-                        progress: bool = True, shard_rows: int = DEFAULT_SHARD_ROWS, radii: bool = True,
-                        gpus_per_worker: float = 0.0, **encoder_kwargs: Any) -> NamedReference:
-    """Store ``images`` (n, C, H, W) (and ``labels`` (n,)) as the reference ``name`` (once; the same content again
-    is a no-op, other content under the name an InputError) and their features under ``encoder`` in shards,
-    with FID statistics and (``radii``) the k-NN radii of precision/recall and density/coverage — a search of
-    every shard against the shards, quadratic in n: pass False for a very large set whose PRDC no run needs
-    (a run computes them on first use and stores them here). An encoder already stored is not embedded again.
-    ``engine="ray"`` embeds on Ray (``gpus_per_worker``: one actor per GPU). Returns the ``NamedReference``."""
-    from ..encoders.registry import get_encoder
-    from ..metrics.quality import DENSITY_COVERAGE_K, PRECISION_RECALL_K, FeatureStatistics, knn_radii
+def store_named_reference(name: str, images: Any, labels: Any = None,
+                          store: str | os.PathLike | None = None) -> NamedReference:
+    """Store ``images`` (n, ...) and ``labels`` (n,) as the reference ``name`` of ``store`` (once: the same
+    content again is a no-op, other content under the name an InputError); no features yet."""
     from .run import check_reference
     from .writer import RunWriter
 
@@ -154,40 +163,7 @@ def add_named_reference(name: str, images: Any, labels: Any = None, *, encoder: 
     path = reference_store(store) / name
     with RunWriter(path, kind="analysis", name=name, config={"kind": "named reference"}) as writer:
         writer.write_reference(name, images, labels)
-    reference = NamedReference(path)
-    encoder = get_encoder(encoder, **encoder_kwargs)
-    if encoder.id in reference.encoders():
-        return reference
-    folder = path / "features" / _safe_id(encoder.id)
-    if folder.exists():  # a killed earlier attempt (no event was written): start over
-        import shutil
-
-        shutil.rmtree(folder)
-    from ..analyses.ray_engine import NpySource, embed_into_shards
-
-    writer = ShardWriter(folder, shard_rows=shard_rows)
-    stored = reference.images
-    embed_into_shards(encoder, NpySource(str(stored.filename), len(stored)), writer, engine=engine, address=address,
-                      workers=workers, batch_size=batch_size, progress=progress,
-                      description=f"embedding {name} ({encoder.name})", num_gpus_per_worker=gpus_per_worker)
-    features = writer.close()
-    statistics = FeatureStatistics().update_blocks(block for _, block in features.blocks())  # one shard at a time
-    with open_run(path) as run:
-        run.add_derived(FID_STATISTICS, statistics.state(), encoder_id=encoder.id, source=reference.content_hash)
-    ks = [k for k in (1, PRECISION_RECALL_K, DENSITY_COVERAGE_K) if k < features.shape[0]] if radii else []
-    if ks:  # one neighbour search of every shard: the PRDC radii and the spacing authenticity judges by
-        for k, value in knn_radii(features, ks).items():
-            if k == 1:
-                reference.add_derived(TRAINING_SPACING, np.sqrt(value), encoder_id=encoder.id,
-                                      meta={"reference": name})
-            else:
-                reference.add_derived(PRDC_RADII, value, encoder_id=encoder.id, params={"k": k},
-                                      meta={"reference": name})
-    with open_run(path) as run:
-        run.add_event(FEATURES_EVENT, f"{features.shape[0]} features of {name} with {encoder.id}",
-                      data={"encoder_id": encoder.id, "folder": str(folder.relative_to(path)),
-                            "n": features.shape[0], "d": features.shape[1]})
-    return reference
+    return NamedReference(path)
 
 
 def use_named_reference(run_dir: str | os.PathLike, name: str, *, as_name: str | None = None,
@@ -195,41 +171,59 @@ def use_named_reference(run_dir: str | os.PathLike, name: str, *, as_name: str |
     """Give the run at ``run_dir`` the stored reference ``name`` (under ``as_name``, default ``name``): its images
     and labels are linked into the run (views show them; a hard link to the stored file, no copy on one
     filesystem) and every analysis of the run reads the reference's stored features and statistics instead of
-    embedding it. Returns the name in the run."""
-    matches = [r for r in named_references(store) if r.name == name]
-    if not matches:
+    embedding it. The run records the reference by identity — its name, the store's absolute path and its
+    content hash (``reference_meta(...)["named_reference"]``) — so the analyses find it in that store, whichever
+    store is the default when they run. Returns the name in the run."""
+    root = reference_store(store)
+    path = root / name
+    if not is_run_dir(path):
         known = [r.name for r in named_references(store)]
-        raise InputError(f"name: no stored reference {name!r} in {str(reference_store(store))!r}; known: {known}")
-    reference = matches[0]
+        raise InputError(f"name: no stored reference {name!r} in {str(root)!r}; known: {known}")
+    reference = NamedReference(path)
+    record = {NAMED_REFERENCE: {"name": reference.name, "store": str(root.resolve()),
+                                "content_hash": reference.content_hash}}
     with open_run(run_dir) as run:
-        run.add_reference_file(as_name or name, reference.images_file, reference.content_hash, reference.labels)
+        run.add_reference_file(as_name or name, reference.images_file, reference.content_hash, reference.labels,
+                               meta=record)
     return as_name or name
+
+
+def named_reference_record(run: Run, name: str) -> dict[str, str] | None:
+    """Where the run's reference ``name`` came from — ``{"name", "store", "content_hash"}`` as
+    ``use_named_reference`` recorded it — or None for a reference stored in the run itself."""
+    record = run.reference_meta(name).get(NAMED_REFERENCE)
+    return dict(record) if isinstance(record, dict) else None
+
+
+def shared_reference(run: Run, name: str, encoder_id: str) -> NamedReference | None:
+    """The stored named reference that the run's reference ``name`` is, holding features under ``encoder_id``;
+    None when there is none (the analyses then embed the run's own copy). Resolved from the run's record
+    (``named_reference_record``: that store, that name, the same content); a run whose reference was linked before
+    records were kept is matched by content hash in the default store."""
+    record = named_reference_record(run, name)
+    if record is not None:
+        path = Path(record["store"]) / record["name"]
+        if not is_run_dir(path):
+            return None
+        try:
+            reference = NamedReference(path)
+        except InputError:
+            return None
+        same = reference.content_hash == record["content_hash"] == run.reference_hash(name)
+        return reference if same and reference.features(encoder_id) is not None else None
+    digest = run.reference_hash(name)
+    return next((r for r in _references_with(digest, None) if r.features(encoder_id) is not None), None)
 
 
 def find_shared_features(content_hash: str, encoder_id: str,
                          store: str | os.PathLike | None = None) -> ShardedFeatures | None:
     """The stored features of a reference whose images have ``content_hash``, under ``encoder_id``; None when no
-    reference of the store has them."""
+    reference of ``store`` (default: the default store) has them."""
     for reference in _references_with(content_hash, store):
         features = reference.features(encoder_id)
         if features is not None:
             return features
     return None
-
-
-def named_reference_of(features: Any) -> NamedReference | None:
-    """The stored reference whose shards ``features`` are (a ``ShardedFeatures`` under ``<reference>/features/``,
-    or a ``RowSelection`` of one); None for anything else."""
-    folder = getattr(getattr(features, "parent", features), "folder", None)
-    if folder is None:
-        return None
-    root = Path(folder).parent.parent
-    if not is_run_dir(root):
-        return None
-    try:
-        return NamedReference(root)
-    except InputError:
-        return None
 
 
 def _references_with(content_hash: str, store: str | os.PathLike | None) -> Iterator[NamedReference]:

@@ -361,6 +361,14 @@ class Run:
                                   (FEATURES,))
         return [r[0] for r in rows]
 
+    def reference_meta(self, name: str) -> dict[str, Any]:
+        """The metadata stored with reference ``name`` (for a named reference: where it came from), without
+        reading its arrays."""
+        row = self._one("SELECT meta FROM refs WHERE name = ?", (name,))
+        if row is None:
+            raise InputError(f"name: no reference {name!r} in run {self.name!r}; known: {self.reference_names()}")
+        return json.loads(row[0])
+
     def reference_hash(self, name: str) -> str:
         """Content hash of the images of reference ``name``."""
         row = self._one("SELECT images_hash FROM refs WHERE name = ?", (name,))

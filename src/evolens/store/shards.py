@@ -19,6 +19,7 @@ import numpy as np
 
 from .._validation import describe
 from ..errors import InputError
+from .files import atomic_write
 
 __all__ = ["DEFAULT_SHARD_ROWS", "RowSelection", "ShardWriter", "ShardedFeatures", "is_shard_dir"]
 
@@ -29,15 +30,6 @@ MANIFEST = "shards.json"
 def is_shard_dir(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a folder of feature shards (has a ``shards.json``)."""
     return (Path(path) / MANIFEST).is_file()
-
-
-def _write_atomically(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as handle:
-        write(handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
 
 
 class ShardWriter:
@@ -86,7 +78,7 @@ class ShardWriter:
         joined = np.concatenate(self._pending) if len(self._pending) > 1 else self._pending[0]
         shard, rest = joined[:rows], joined[rows:]
         path = self.folder / f"shard-{len(self._rows):05d}.npy"
-        _write_atomically(path, lambda handle: np.save(handle, np.ascontiguousarray(shard)))
+        atomic_write(path, lambda handle: np.save(handle, np.ascontiguousarray(shard)))
         self._rows.append(int(shard.shape[0]))
         self._pending = [rest] if rest.shape[0] else []
         self._pending_rows = int(rest.shape[0])
@@ -96,7 +88,7 @@ class ShardWriter:
         n = sum(self._rows)
         manifest = {"n": n, "d": self._d, "dtype": str(self._dtype), "rows": self._rows,
                     "mean": (self._sum / max(n, 1)).tolist() if n and self._pending_rows == 0 else None}
-        _write_atomically(self.folder / MANIFEST, lambda handle: handle.write(json.dumps(manifest).encode()))
+        atomic_write(self.folder / MANIFEST, lambda handle: handle.write(json.dumps(manifest).encode()))
 
     def close(self) -> "ShardedFeatures":
         """Write what is left and return the finished folder for reading."""

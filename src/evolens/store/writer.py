@@ -172,7 +172,7 @@ class RunWriter:
                 self.run_dir.mkdir(parents=True, exist_ok=True)
             if kind == "capture":
                 self._acquire_lock()
-                from .publish import network_filesystem
+                from .files import network_filesystem
 
                 try:  # advisory (WAL needs every reader on this host: say so once); never a reason not to capture
                     network_filesystem(self.run_dir, warn=True)

@@ -4,6 +4,8 @@ the colours of marked events, and the map renderer (JavaScript)."""
 import json
 from typing import Any
 
+from ..store.events import EVENT_COLORS  # the colour of each event style: one place, store.events
+
 # characters that could end a <script> element, open an HTML comment or end a JS line inside a string literal
 _SCRIPT_UNSAFE = {"<": "\\u003c", ">": "\\u003e", "&": "\\u0026", "\u2028": "\\u2028", "\u2029": "\\u2029"}
 
@@ -20,8 +22,6 @@ def script_json(value: Any, **dumps_kwargs: Any) -> str:
 # d3's category10: one fixed colour per class label (cycled) and per compared run
 PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
 
-# colours of the events marked on the step axis (and of their rows in the alert tables)
-EVENT_COLORS = {"alert": "#b91c1c", "warning": "#b45309", "intervention": "#1d4ed8", "other": "#6b7280"}
 
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;color:#222;background:#fafafa}

@@ -13,12 +13,12 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..store import events as event_kinds
 from ..store import layout
 from ..store.run import Run
 from .grid import images_to_grid, png_bytes
 
 __all__ = [
-    "MARKED_EVENT_KINDS",
     "event_list",
     "class_heatmap",
     "config_rows",
@@ -41,10 +41,6 @@ __all__ = [
 
 # axis ranges of stored projections without "bounds" in their event, by (run path, projection id)
 _BOUNDS_CACHE: dict[tuple[str, str], list[float]] = {}
-
-# events drawn as vertical lines on the metric curves
-MARKED_EVENT_KINDS = ("intervention", "pause", "resume", "alert")
-
 
 def _finite_or_none(values: np.ndarray, decimals: int | None = None) -> list[float | None]:
     out: list[float | None] = []
@@ -209,9 +205,13 @@ def scalar_series(run: Run, names: list[str] | None = None, max_points: int = 20
 
 
 def event_list(run: Run, since_id: int | None = None) -> list[dict[str, Any]]:
-    """Every event of the run (only those after event ``since_id`` when given), oldest first (JSON-ready)."""
+    """Every event of the run (only those after event ``since_id`` when given), oldest first (JSON-ready), each
+    with how the views show it (``store.events``): ``style`` (alert, warning, intervention, other), ``marked``
+    (a line on the step axis) and ``listed`` (a row of the alerts table)."""
     return [{"id": e.id, "step": e.step, "kind": e.kind, "level": e.level, "message": e.message,
-             "wall_time": e.wall_time} for e in run.events(since_id=since_id)]
+             "wall_time": e.wall_time, "style": event_kinds.event_style(e.kind, e.level),
+             "marked": event_kinds.is_marked(e.kind, e.level), "listed": event_kinds.is_listed(e.kind, e.level)}
+            for e in run.events(since_id=since_id)]
 
 
 def samples_as_images(samples: np.ndarray) -> np.ndarray | None:

@@ -1,7 +1,6 @@
 """The dashboard's one page: plain HTML + JavaScript over the JSON API, plotly.js served by the app itself."""
 
 from .assets import CSS, EVENT_COLORS, PROJECTION_JS, script_json
-from .data import MARKED_EVENT_KINDS
 
 TRAIL_SNAPSHOTS = 5  # earlier snapshots drawn when the map is coloured by snapshot
 
@@ -40,7 +39,6 @@ const state = {run: null, compare: [], runs: [], data: {}, projection: null, fra
                followSamples: true, followProjection: true, track: null, visible: new Set(), drawn: new Map(),
                renders: {}, requests: {}, t0: performance.now()};
 window.__evolens = state;
-const MARKED = new Set(__MARKED__);
 const EVENT_COLORS = __EVENT_COLORS__;
 const esc = s => String(s).replace(/[&<>"']/g, c => ({"&":"&amp;","<":"&lt;",">":"&gt;",'"':"&quot;","'":"&#39;"}[c]));
 const plotlyReady = new Promise((resolve, reject) => {
@@ -202,10 +200,10 @@ function renderSummary(s) {
 }
 
 function renderAlerts(events) {
-  const rows = events.filter(e => ["alert","warning","error"].includes(e.level) || (MARKED.has(e.kind) && e.kind !== "alert"));
+  const rows = events.filter(e => e.listed);
   document.getElementById("alerts-body").innerHTML = rows.length ?
     "<table><tr><th>step</th><th>kind</th><th>level</th><th>message</th></tr>" + rows.map(e =>
-      `<tr class="${e.level === "alert" ? "alert" : (e.kind === "intervention" ? "intervention" : "warning")}"><td>${esc(e.step)}</td><td>${esc(e.kind)}</td><td>${esc(e.level)}</td><td>${esc(e.message)}</td></tr>`).join("") + "</table>"
+      `<tr class="${e.style}"><td>${esc(e.step)}</td><td>${esc(e.kind)}</td><td>${esc(e.level)}</td><td>${esc(e.message)}</td></tr>`).join("") + "</table>"
     : '<span class="muted">No alerts, warnings or interventions.</span>';
 }
 
@@ -239,8 +237,8 @@ function renderMetrics() {
   holder.querySelectorAll("span.muted").forEach(e => e.remove());
   const shapes = [], annotations = [];
   for (const e of primary.events) {
-    if (e.step === null || !(MARKED.has(e.kind) || e.level === "alert")) continue;
-    const color = EVENT_COLORS[e.kind === "intervention" ? "intervention" : (e.level === "alert" ? "alert" : "other")];
+    if (e.step === null || !e.marked) continue;
+    const color = EVENT_COLORS[e.style];
     shapes.push({type: "line", xref: "x", yref: "paper", x0: e.step, x1: e.step, y0: 0, y1: 1, line: {color, dash: "dash", width: 1}});
     annotations.push({x: e.step, y: 1, xref: "x", yref: "paper", text: e.kind, showarrow: false, font: {size: 10, color}, yanchor: "bottom"});
   }
@@ -436,5 +434,5 @@ poll().catch(e => setStatus("error: " + e.message));
 setInterval(() => poll().catch(e => setStatus("error: " + e.message)), 2000);
 </script>
 </body></html>
-""".replace("__PROJECTION_JS__", PROJECTION_JS).replace("__TRAIL__", str(TRAIL_SNAPSHOTS)).replace("__MARKED__", script_json(list(MARKED_EVENT_KINDS))) \
+""".replace("__PROJECTION_JS__", PROJECTION_JS).replace("__TRAIL__", str(TRAIL_SNAPSHOTS)) \
     .replace("__EVENT_COLORS__", script_json(EVENT_COLORS)).replace("__CSS__", CSS)

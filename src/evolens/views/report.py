@@ -24,7 +24,6 @@ from ..errors import InputError, StoreIntegrityError
 from ..store.run import Run, open_run
 from .assets import CSS, EVENT_COLORS, PALETTE, PROJECTION_JS, script_json
 from .data import (
-    MARKED_EVENT_KINDS,
     event_list,
     class_heatmap,
     memorisation_gallery,
@@ -116,8 +115,8 @@ def _mark_events(figure: Any, events_by_run: list[list[dict]]) -> None:
     """Alerts, pauses and interventions as dashed lines on the step axis."""
     for events in events_by_run:
         for event in events:
-            if (event["kind"] in MARKED_EVENT_KINDS or event["level"] == "alert") and event["step"] is not None:
-                color = EVENT_COLORS.get(event["kind"], EVENT_COLORS["other"])
+            if event["marked"] and event["step"] is not None:
+                color = EVENT_COLORS[event["style"]]
                 figure.add_vline(x=event["step"], line=dict(color=color, dash="dash", width=1),
                                  annotation_text=event["kind"], annotation_font_size=10)
 
@@ -126,8 +125,8 @@ def _events_html(runs: list[Run], events_by_run: list[list[dict]]) -> str:
     rows = []
     for run, events in zip(runs, events_by_run):
         for e in events:
-            if e["level"] in ("alert", "warning", "error") or e["kind"] in ("intervention", "pause", "resume"):
-                css = "alert" if e["level"] == "alert" else ("intervention" if e["kind"] == "intervention" else "warning")
+            if e["listed"]:
+                css = e["style"]
                 run_cell = f"<td>{_esc(run.name)}</td>" if len(runs) > 1 else ""
                 rows.append(f'<tr class="{css}">{run_cell}<td>{_esc(e["step"])}</td><td>{_esc(e["kind"])}</td>'
                             f'<td>{_esc(e["level"])}</td><td>{_esc(e["message"])}</td></tr>')
