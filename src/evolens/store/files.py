@@ -17,7 +17,7 @@ import warnings
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterable
 
-__all__ = ["NETWORK_FILESYSTEMS", "TMP_MARK", "atomic_write", "filesystem_type", "fsync_dir", "network_filesystem",
+__all__ = ["NETWORK_FILESYSTEMS", "TMP_MARK", "atomic_write", "produce_once", "filesystem_type", "fsync_dir", "network_filesystem",
            "pid_alive", "remove_dead_temporaries", "temporary_path"]
 
 TMP_MARK = ".tmp-"  # a temporary's name: <target name><TMP_MARK><pid>-<random>
@@ -50,6 +50,29 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object] | 
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+    return path
+
+
+def produce_once(path: str | os.PathLike, produce: Callable[[BinaryIO], object], *,
+                 valid: Callable[[Path], bool] | None = None) -> Path:
+    """The file ``path``, produced by ``produce`` (given the open binary handle of a temporary) once per machine:
+    under an exclusive lock on ``<path>.lock``, so processes asking at the same time wait for the one that
+    produces it and all read the same file (an encoder trained on first use gets one id in every process, not
+    one per process that trained it). A file present already is returned at once; ``valid`` (a check of an
+    existing file) may reject a damaged one, which is produced again. Written with ``atomic_write``."""
+    import fcntl
+
+    path = Path(path)
+    if path.is_file() and (valid is None or valid(path)):
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a+") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)  # released when the file closes, also when the process dies
+        try:
+            if not (path.is_file() and (valid is None or valid(path))):  # another process may have made it
+                atomic_write(path, produce)
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
     return path
 
 

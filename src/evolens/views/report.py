@@ -21,6 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import InputError, StoreIntegrityError
+from ..store.files import atomic_write
 from ..store.run import Run, open_run
 from .assets import CSS, EVENT_COLORS, PALETTE, PROJECTION_JS, script_json
 from .data import (
@@ -375,11 +376,4 @@ def write_report(runs: Sequence[Run | str | os.PathLike] | Run | str | os.PathLi
         raise InputError(f"path: expected an HTML file path, received the directory {str(path)!r} (name a file in it, "
                          "e.g. report.html)")
     text = build_report(runs, title=title)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)  # a full disk or a failed replace leaves no temporary behind
-    return path
+    return atomic_write(path, text)  # a full disk or a failed replace leaves no temporary behind
