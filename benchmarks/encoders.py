@@ -5,7 +5,11 @@ and (b) through a hand-written loop over the same module with the same preproces
 resize, normalisation) written directly in torch, and prints images/s of each and their ratio.
 Target: evolens / direct >= 0.95 (evolens adds no overhead).
 
-    python benchmarks/encoders.py [--n 256] [--batch-size 64]
+    python benchmarks/encoders.py [--n 256] [--batch-size 64] [--write]
+
+``--write`` also records each encoder's seconds per 100 images on this device in ``src/evolens/encoders/costs.py``
+(CPU figures on a CPU machine, GPU figures where CUDA is present; the other kind is kept), which
+``evolens encoders`` prints.
 """
 
 from __future__ import annotations
@@ -63,7 +67,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--write", action="store_true", help="record seconds per 100 images in encoders/costs.py")
     args = parser.parse_args()
+    measured: dict[str, float] = {}
     rng = np.random.default_rng(0)
     print(f"device: {'cuda' if torch.cuda.is_available() else 'cpu'}, torch threads {torch.get_num_threads()}, "
           f"{args.n} images, batch {args.batch_size}, best of {args.repeats}")
@@ -83,6 +89,35 @@ def main() -> None:
         direct = _best_of(lambda: _direct(encoder, tensor, args.batch_size), args.repeats)
         print(f"{info.name:20s} {'x'.join(map(str, shape)):>12s} {n / ours:14.1f} {n / direct:13.1f} "
               f"{direct / ours:7.3f}")
+        measured[info.name] = 100 * ours / n
+    if args.write:
+        _write_costs(measured, "gpu" if torch.cuda.is_available() else "cpu", args.batch_size)
+
+
+def _write_costs(measured: dict[str, float], kind: str, batch_size: int) -> None:
+    """Rewrite ``evolens/encoders/costs.py`` with this run's seconds per 100 images (kind "cpu" or "gpu")."""
+    import datetime as dt
+    import os
+    import platform
+    import pprint
+
+    from evolens.encoders import costs
+
+    table = {name: dict(entry) for name, entry in costs.COSTS.items()}
+    for name, seconds in measured.items():
+        table.setdefault(name, {})[kind] = float(f"{seconds:.3g}")
+    where = (torch.cuda.get_device_name(0) if kind == "gpu" else
+             f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), "
+             f"torch {torch.get_num_threads()} threads")
+    stamp = f"{kind}: {where}, batch {batch_size}, {dt.date.today().isoformat()}"
+    notes = dict(costs.MEASURED_ON) if isinstance(costs.MEASURED_ON, dict) else {}
+    notes[kind] = stamp
+    head = costs.__doc__
+    text = (f'"""{head}"""\n\nMEASURED_ON = {pprint.pformat(notes, width=110)}\n'
+            f"COSTS: dict[str, dict[str, float]] = {pprint.pformat(table, width=110)}\n")
+    with open(costs.__file__, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    print(f"wrote {costs.__file__}")
 
 
 if __name__ == "__main__":

@@ -110,12 +110,21 @@ def cmd_show(args: argparse.Namespace) -> int:
 def cmd_encoders(args: argparse.Namespace) -> int:
     from .encoders import list_encoders
 
+    from .encoders.costs import MEASURED_ON
+
+    def seconds(value: float | None) -> str:
+        return "-" if value is None else f"{value:.2g}"
+
     rows = []
     for info in list_encoders():
         where = info.weights if info.weights_available else "missing: " + info.weights
-        rows.append([info.name, "yes" if info.weights_available else "no", info.description,
+        rows.append([info.name, "yes" if info.weights_available else "no",
+                     seconds(info.cpu_seconds_per_100), seconds(info.gpu_seconds_per_100), info.description,
                      where if args.verbose or len(where) < 70 else where[:67] + "..."])
-    print(_table(["encoder", "weights", "description", "weights from"], rows))
+    print(_table(["encoder", "weights", "CPU s/100 img", "GPU s/100 img", "description", "weights from"], rows))
+    measured = "; ".join(MEASURED_ON.values()) if isinstance(MEASURED_ON, dict) else MEASURED_ON
+    print(f"\nseconds to embed 100 images, measured by benchmarks/encoders.py on {measured}. "
+          "On a CPU pick digits-cnn for digits, else pixels or efficientnet-lite0 with few probes.")
     return 0
 
 

@@ -97,6 +97,39 @@ def test_a_failing_analysis_becomes_an_event_and_training_goes_on(tmp_path):
         assert run.steps().tolist() == [0, 1, 2] and run.analysed_steps("live", live.context()) == {0, 1, 2}
 
 
+def test_an_analysis_that_raises_becomes_an_error_event_and_the_worker_goes_on(tmp_path):
+    """The exception path itself: the encoder raises on one snapshot's samples (all-white images) inside the
+    analysis; the worker records an ``analysis_error`` event with the traceback, marks the step done, and
+    analyses the snapshots before and after it."""
+    from evolens.encoders.callable import CallableEncoder
+
+    def flaky(images):
+        images = np.asarray(images, dtype=np.float32)
+        if images.min() == 1.0:
+            raise RuntimeError("the encoder failed on white images")
+        return images.reshape(len(images), -1)
+
+    with RunWriter(tmp_path / "run") as writer:
+        writer.write_reference("train", DATA.images[:50])
+        writer.write_snapshot(0, {"samples": DATA.images[50:54]})
+        writer.write_snapshot(1, {"samples": np.ones_like(DATA.images[54:58])})
+        writer.write_snapshot(2, {"samples": DATA.images[58:62]})
+    encoder = CallableEncoder(flaky, name="flaky", dim=64)
+    live = Live(encoder=encoder, analyses=("quality",), metrics=("fid",), reference="train")
+    worker = LiveWorker(tmp_path / "run", live)
+    try:
+        assert worker.poll() == 3
+    finally:
+        worker.release()
+    with evolens.open_run(tmp_path / "run") as run:
+        (error,) = run.events(kind="analysis_error")
+        assert error.step == 1 and error.level == "error" and "failed on white images" in error.message
+        assert "Traceback" in error.data["traceback"]
+        assert run.analysed_steps("live", live.context()) == {0, 1, 2}
+        fid = next(name for name in run.scalar_names() if name.startswith("quality/fid"))
+        assert run.scalars(fid)[0].tolist() == [0, 2]
+
+
 def _finished_run(root: Path, n_steps: int) -> Path:
     rng = np.random.default_rng(0)
     with RunWriter(root / "run") as writer:

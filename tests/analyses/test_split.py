@@ -56,16 +56,35 @@ def test_planted_phase_is_found_and_stored(tmp_path):
 
 
 def test_probe_order_does_not_matter(tmp_path):
-    paths = make_split_runs(tmp_path)
-    import shutil
+    """One run stored again with its probes in another order (samples and probe ids permuted together): the
+    pairing is by probe id, so the split distance is the same; pairing by row would change it."""
+    from evolens.store.run import open_run
+    from evolens.store.writer import RunWriter
 
+    paths = make_split_runs(tmp_path)
     first = split(paths)
-    # Copies of the same runs (so nothing is read back), the pair reversed: the pairing is by probe id, the
-    # distance symmetric.
-    copies = [shutil.copytree(p, tmp_path / f"copy-{p.name}") for p in paths]
-    second = split(copies[::-1])
+    order = np.random.default_rng(1).permutation(32)
+    shuffled = tmp_path / "split1-shuffled"
+    with open_run(paths[1]) as source, RunWriter(shuffled, name="split1-shuffled") as writer:
+        for step in source.steps().tolist():
+            writer.write_snapshot(step, {"samples": source.samples(step)[order],
+                                         "probe_ids": source.probe_ids(step)[order]})
+            writer.write_scalars(step, {"heldout_loss": float(source.scalars("heldout_loss")[1][step])})
+        assert not np.array_equal(source.probe_ids(0), open_run(shuffled).probe_ids(0))  # really another order
+    second = split([shuffled, paths[0]])  # and the pair reversed: the distance is symmetric
     assert second.computed == first.computed
     np.testing.assert_allclose(first.distance, second.distance, rtol=1e-12)
+    by_row = [np.median(1 - np.sum(a * b, 1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1))
+              for a, b in ((_standardised(paths[0], 3), _standardised(shuffled, 3)),)]
+    assert abs(by_row[0] - first.distance[3]) > 0.01  # a row pairing would have given another value
+
+
+def _standardised(path, step):
+    from evolens.metrics.proximity import standardize_images
+    from evolens.store.run import open_run
+
+    with open_run(path) as run:
+        return standardize_images(run.samples(step))
 
 
 def test_link_runs(tmp_path):

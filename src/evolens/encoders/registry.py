@@ -9,6 +9,7 @@ from typing import Any, Callable
 from .._validation import describe
 from ..errors import InputError
 from .base import Encoder
+from .costs import COSTS
 
 _REGISTRY: dict[str, Callable[..., Encoder]] = {}
 
@@ -21,6 +22,8 @@ class EncoderInfo:
     description: str
     weights_available: bool
     weights: str
+    cpu_seconds_per_100: float | None = None  # measured by benchmarks/encoders.py (encoders/costs.py says where)
+    gpu_seconds_per_100: float | None = None
 
 
 def register_encoder(name: str, cls: Any, *, overwrite: bool = False, **defaults: Any) -> None:
@@ -69,7 +72,8 @@ def list_encoders() -> list[EncoderInfo]:
         cls = factory.encoder_class  # type: ignore[attr-defined]
         available, where = cls.weights_status(**factory.encoder_defaults)  # type: ignore[attr-defined]
         description = cls.description or (cls.__doc__ or "").strip().splitlines()[0]
-        infos.append(EncoderInfo(name, description, available, where))
+        cost = COSTS.get(name, {})
+        infos.append(EncoderInfo(name, description, available, where, cost.get("cpu"), cost.get("gpu")))
     return infos
 
 
