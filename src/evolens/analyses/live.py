@@ -34,6 +34,7 @@ from ..detect.rules import ALERT_PREFIX, Rule, check_rules
 from ..errors import EvolensError, InputError, RunLockedError
 from ..store import layout
 from ..store.events import capture_running  # re-exported: evolens.analyses.live.capture_running
+from ..store.results import ResultsStore, results_store
 from ..store.run import Run, open_run
 
 logger = logging.getLogger(__name__)
@@ -41,7 +42,6 @@ logger = logging.getLogger(__name__)
 __all__ = ["LIVE_ANALYSES", "Live", "LiveWorker", "capture_running", "start_worker", "watch"]
 
 LIVE_ANALYSES = ("quality", "proximity", "attributes", "map")
-STORE_RETRY_SECONDS = 30.0  # a results store that failed is tried again after this long
 
 
 @dataclass
@@ -143,9 +143,7 @@ class LiveWorker:
         self._failed: set[int] = set()
         self._lock = None
         self._run: Run | None = None  # kept open: one analysis session per worker, not one per poll
-        self._results = None  # the shared results store (Live.results), connected on first use
-        self._told_unreachable = False
-        self._store_retry_at = 0.0  # monotonic time before which a failed results store is not tried again
+        self._results: ResultsStore | None = None  # where claims and values live (Live.results), made on first use
 
     # -- one worker per run ----------------------------------------------------------------------------
     def acquire(self) -> None:
@@ -205,21 +203,22 @@ class LiveWorker:
             return 0
         if self._fired is None:
             self._fired = {e.kind[len(ALERT_PREFIX):] for e in run.events() if e.kind.startswith(ALERT_PREFIX)}
-        finished = self._shared(run, "finished", run.uid, self.context, default={})
+        results = self._results_store(run)
+        finished = results.finished(run.uid, self.context)
         done = 0
         for step in todo:
             if step in finished:  # analysed by a worker on another host: its values, this run's rules
                 self._import(run, step, finished[step])
                 done += 1
                 continue
-            if not self._shared(run, "claim", run.uid, run.name, self.context, step, default=True):
+            if not results.claim(run.uid, run.name, self.context, step):
                 continue  # another worker has it: its values are imported once it finishes
             try:
                 values = self._analyse(run, step)
-                self._shared(run, "finish", run.uid, self.context, step, values, default=None)
+                results.finish(run.uid, self.context, step, values)
                 done += 1
             except Exception as exc:  # one bad snapshot must not stop the worker (nor the training)
-                self._shared(run, "release", run.uid, self.context, step, default=None)
+                results.release(run.uid, self.context, step)
                 done += 1
                 self._failed.add(step)
                 logger.exception("evolens live: snapshot %d of %s failed", step, self.run_dir)
@@ -230,32 +229,17 @@ class LiveWorker:
                 run.add_analysis_step("live", self.context, step, {})
         return done
 
-    def _shared(self, run: Run, method: str, *args: Any, default: Any) -> Any:
-        """``ResultsDB.<method>(*args)`` on the store of ``Live.results``; ``default`` without one, or when it
-        cannot be reached or fails: the worker then goes on alone (claiming nothing, so it analyses every
-        snapshot), says so once (an ``analysis_error`` event), and tries to connect again after
-        ``STORE_RETRY_SECONDS`` — not at every call, each of which could wait out a connection timeout."""
-        if self.live.results is None:
-            return default
-        if self._results is None and time.monotonic() < self._store_retry_at:
-            return default
-        from ..store.results_db import ResultsDB
-
-        try:
-            if self._results is None:
-                self._results = ResultsDB(self.live.results, stale_after=self.live.stale_after)
-            return getattr(self._results, method)(*args)
-        except EvolensError as exc:
-            if self._results is not None:
-                self._results.close()
-                self._results = None
-            self._store_retry_at = time.monotonic() + STORE_RETRY_SECONDS
-            if not self._told_unreachable:
-                self._told_unreachable = True
+    def _results_store(self, run: Run) -> ResultsStore:
+        """The store of claims and values (``Live.results``: local, or PostgreSQL shared by hosts), made once."""
+        if self._results is None:
+            def unreachable(exc: Exception) -> None:  # said once; the worker goes on alone
                 logger.warning("evolens live: %s", exc)
                 run.add_event("analysis_error", f"results store unreachable, analysing alone: {exc}",
                               level="warning")
-            return default
+
+            self._results = results_store(self.live.results, stale_after=self.live.stale_after,
+                                          on_unreachable=unreachable)
+        return self._results
 
     def _import(self, run: Run, step: int, finished: dict[str, Any]) -> None:
         """Write the values another host's worker computed for ``step`` into this run, check the rules on them
