@@ -5,6 +5,7 @@ silent answer, an untyped error or a traceback on the command line."""
 from __future__ import annotations
 
 import io
+import re
 from contextlib import redirect_stderr, redirect_stdout
 from functools import partial
 
@@ -198,17 +199,37 @@ def build_api_cases() -> None:
     case(images_to_grid, "ncol", 0, -1, 1.5, images=IMAGES)
     case(png_bytes, "scale", 0, -1, 1.5, 10**6, picture=np.zeros((4, 4, 3), np.uint8))
     case(png_bytes, "picture", np.zeros((4, 4, 3)), np.zeros(4, np.uint8), "x")
-    case(write_report, "runs", [], None, "/nonexistent/run")
+    case(write_report, "runs", [], None)
+    case(write_report, "runs", "/nonexistent/run", named="run")  # one run directory: the message names it so
 
 
 build_api_cases()
+
+
+def names_argument(message: str, argument: str) -> bool:
+    """Whether ``message`` names ``argument`` as an argument — ``argument:`` (evolens's "name: expected …"),
+    ``argument=``, ``--argument`` or ``'argument'`` — as a whole word, so a short name (``k``, ``n``, ``run``) is
+    not found inside other words ("top-k", "run directory")."""
+    word = re.escape(argument)
+    return re.search(rf"(?<![\w.-])(--{word}(?![\w-])|{word}(\[\d*\])?\s*[:=])|'[^'\s]*{word}'|like {word}\b",
+                     message) is not None
+
+
+def test_names_argument_is_strict():
+    assert names_argument("k: expected an int ≥ 1, received 0", "k")
+    assert names_argument("error: argument --every: invalid positive_float value: '0'", "every")
+    assert not names_argument("the top-k neighbours of run 'x' are missing", "k")
+    assert not names_argument("expected a run directory, received 'x'", "run")
+    assert not names_argument("no nested k_max: 3", "k")
+    assert names_argument("snapshots[1]: expected 4 feature dimensions", "snapshots")
+    assert names_argument("path: expected the weights file at '/tmp/x/missing.pt'", "missing.pt")
 
 
 @pytest.mark.parametrize("call, argument", CASES)
 def test_api_refuses_bad_input_with_a_typed_error(call, argument):
     with pytest.raises(EvolensError) as info:
         call()
-    assert any(name in str(info.value) for name in argument.split("|")), \
+    assert any(names_argument(str(info.value), name) for name in argument.split("|")), \
         f"the error does not name {argument!r}: {info.value}"
 
 
@@ -229,8 +250,8 @@ CLI_CASES = [
     (["show", "DIR/missing"], "run"),
     (["show", "DIR"], "run"),
     (["runs", "DIR/missing"], "root"),
-    (["embed", "RUN", "--batch-size", "0"], "batch"),
-    (["embed", "RUN", "--batch-size", "-3"], "batch"),
+    (["embed", "RUN", "--batch-size", "0"], "batch-size"),
+    (["embed", "RUN", "--batch-size", "-3"], "batch-size"),
     (["embed", "RUN", "--batch-size", "x"], "batch-size"),
     (["embed", "RUN", "--encoder", "nonsense"], "encoder"),
     (["embed", "RUN", "--encoder", "efficientnet-lite0", "--weights", "DIR/missing.pt"], "missing.pt"),
@@ -281,7 +302,7 @@ def test_cli_refuses_bad_input_with_a_clear_error(cli_paths, argv, argument):
     rc, err = run_cli(argv)
     assert rc == 2, (rc, err)
     assert "Traceback" not in err and "error" in err, err
-    assert argument in err, f"the message does not name {argument!r}: {err}"
+    assert names_argument(err, argument.lstrip("-")), f"the message does not name {argument!r}: {err}"
     after = sorted(p.name for p in __import__("pathlib").Path(empty).iterdir())
     assert after == before  # nothing left behind (no temporary report file)
 

@@ -549,6 +549,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_encoder_option(args: argparse.Namespace) -> None:
+    """``--encoder NAME`` of any command names a registered encoder (an error naming --encoder, not the API's
+    ``name`` argument, before anything runs)."""
+    name = getattr(args, "encoder", None)
+    if not isinstance(name, str):
+        return
+    from .encoders.registry import registered_names
+
+    if name not in registered_names():
+        raise InputError(f"--encoder: no encoder named {name!r}; registered: {registered_names()} "
+                         "(`evolens encoders` lists them with their cost)")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``evolens`` command; returns the exit status (2 on a user error)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -556,6 +569,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv = ["experiment", "demo", *argv[1:]]
     args = build_parser().parse_args(argv)
     try:
+        _check_encoder_option(args)
         return int(args.func(args) or 0)
     except EvolensError as exc:
         print(f"evolens {args.command}: error: {exc}", file=sys.stderr)

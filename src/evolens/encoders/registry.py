@@ -64,6 +64,11 @@ def get_encoder(name: str | Encoder, **kwargs: Any) -> Encoder:
     return _REGISTRY[name](**kwargs)
 
 
+def registered_names() -> list[str]:
+    """The names ``get_encoder`` accepts, sorted."""
+    return sorted(_REGISTRY)
+
+
 def list_encoders() -> list[EncoderInfo]:
     """Every registered encoder with whether its weights are available here, sorted by name."""
     infos = []
