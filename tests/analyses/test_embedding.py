@@ -67,8 +67,22 @@ def test_nonfinite_snapshots_are_skipped_with_a_warning(tmp_path):
 
 
 def test_pca_pixels_fit_on_the_train_reference(run_dir):
+    """With two references, the PCA is fitted on "train" — not on the first one stored ("aaa-other", whose
+    pixels vary along other directions): the features equal a PCA fitted on train by hand."""
+    from sklearn.decomposition import PCA
+
+    rng = np.random.default_rng(1)
+    other = np.zeros((20, 1, 4, 4), np.float32)
+    other[:, 0, 0, :] = rng.random((20, 4))  # varies only along the first row of pixels
+    with evolens.open_run(run_dir) as run:
+        run.add_reference("aaa-other", other)
+        train = run.reference("train").images.reshape(20, -1)
     result = embedding(run_dir, encoder="pixels", pca=3, device="cpu", progress=False)
     assert result.references["train"].shape == (20, 3) and "pca3" in result.encoder_id
+    expected = PCA(n_components=3, random_state=0).fit(train).transform(train)
+    got = np.asarray(result.references["train"], dtype=np.float64)
+    for j in range(3):  # components are defined up to sign
+        assert min(np.abs(got[:, j] - expected[:, j]).max(), np.abs(got[:, j] + expected[:, j]).max()) < 1e-4
 
 
 def test_selected_steps_and_errors(run_dir):
