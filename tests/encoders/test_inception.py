@@ -58,11 +58,48 @@ def test_batch_size_does_not_change_features(random_weights):
                                rtol=1e-5, atol=1e-6)
 
 
+def _ramp(n: int = 16) -> np.ndarray:
+    """(1, 3, n, n) images whose value rises linearly along the width, inside [0, 1] (uint8-exact steps)."""
+    values = np.linspace(40, 190, n) / 255.0  # steps of 10: integers, exactly linear
+    return np.broadcast_to(values, (1, 3, n, n)).astype(np.float32).copy()
+
+
+def _ramp_at_output_pixels(n: int, out: int) -> np.ndarray:
+    """Where each output pixel centre falls on the input's ramp (align_corners=False: x_in = (j + ½)·n/out − ½),
+    in the same units as the ramp (0–255); both bicubic (Keys, a = −0.5) and bilinear reproduce a linear
+    function exactly away from the borders."""
+    x_in = (np.arange(out) + 0.5) * n / out - 0.5
+    values = np.linspace(40, 190, n)
+    return np.interp(x_in, np.arange(n), values)
+
+
 @pytest.mark.parametrize("policy", ["pil-bicubic", "torch-bilinear"])
-def test_other_resize_policies(random_weights, policy):
+def test_other_resize_policies_resize_as_their_peers(random_weights, policy):
+    """Each policy's preprocessing, checked on a closed form: a linear ramp resized to 299 stays the linear
+    ramp (in the interior, where neither kernel sees the border); then the values are scaled as the peer scales
+    them — clean-fid's (x − 128)/128 of uint8-valued pixels for pil-bicubic, torch's 2x − 1 for torch-bilinear."""
     encoder = InceptionFIDEncoder(path=random_weights, resize=policy, device="cpu")
+    assert policy in encoder.id
+    ramp = _ramp()
+    batch = encoder.preprocess(torch.from_numpy(ramp))
+    assert tuple(batch.shape) == (1, 3, 299, 299)
+    expected = _ramp_at_output_pixels(16, 299)
+    interior = slice(40, 259)
+    if policy == "pil-bicubic":
+        got = batch[0, 0, 150].numpy() * 128.0 + 128.0
+    else:
+        got = (batch[0, 0, 150].numpy() + 1.0) / 2.0 * 255.0
+    np.testing.assert_allclose(got[interior], expected[interior], atol=1e-2)
+    # the two policies really differ where the kernels differ (a step edge): bicubic overshoots, bilinear not
+    step = np.zeros((1, 3, 16, 16), np.float32)
+    step[..., 8:] = 200 / 255
+    edge_bicubic = InceptionFIDEncoder(path=random_weights, resize="pil-bicubic", device="cpu").preprocess(
+        torch.from_numpy(step))[0, 0, 150].numpy() * 128.0 + 128.0
+    edge_bilinear = (InceptionFIDEncoder(path=random_weights, resize="torch-bilinear", device="cpu").preprocess(
+        torch.from_numpy(step))[0, 0, 150].numpy() + 1.0) / 2.0 * 255.0
+    assert edge_bilinear.max() <= 200.0 + 1e-3 and edge_bicubic.max() > 200.5  # clipped at 255, not at 200
     features = encoder.encode(np.random.default_rng(0).random((2, 3, 16, 16)).astype(np.float32))
-    assert features.shape == (2, 2048) and np.isfinite(features).all() and policy in encoder.id
+    assert features.shape == (2, 2048) and np.isfinite(features).all()
 
 
 def test_weights_from_env_dir(random_weights, monkeypatch):
