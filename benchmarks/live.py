@@ -8,7 +8,11 @@ analysis (quality, proximity and the map with digits-cnn), and reports
   ≤ 1.05), and for both sharing the 2 cores (training with 2 threads alone, with 1 beside the worker: see
   docs/architecture.md on spin-waiting);
 - the latency from a snapshot's commit to its ``live`` done-mark (all its metrics stored and its rules
-  checked): p50 and p95, against the snapshot interval (target: below one interval).
+  checked): p50 and p95, against the snapshot interval (target: below one interval);
+- the worker's seconds per snapshot split by stage (encoders, quality, proximity, map, rules and marks; an
+  in-process ``LiveWorker`` over a finished run), beside the floor: embedding one snapshot and the metric
+  arithmetic alone, on arrays already in memory (what a two-stage worker that keeps its reference side
+  prepared would still pay).
 
     python benchmarks/live.py [--epochs 10] [--every 25]
 """
@@ -92,6 +96,44 @@ def main() -> None:
             print(f"  verdict latency (commit -> all metrics stored): p50 {np.percentile(latency, 50):.2f} s, "
                   f"p95 {np.percentile(latency, 95):.2f} s; snapshot interval {interval:.2f} s")
         os.sched_setaffinity(0, set(cores))
+        _stages(tmp, args.every)
+
+
+def _stages(tmp: Path, every: int) -> None:
+    """Seconds per snapshot by stage of a warm in-process worker, and the arithmetic floor."""
+    from evolens import metrics
+    from evolens.analyses import LiveWorker
+    from evolens.encoders import get_encoder
+    from evolens.store.run import open_run
+
+    run_dir = tmp / "stages"
+    train_demo(run_dir, epochs=4, every=every, progress=False, analyze=None, checkpoint_every=10**9)
+    live = Live(encoder="digits-cnn", analyses=("quality", "proximity", "map"))
+    worker = LiveWorker(run_dir, live)
+    try:
+        worker.poll()
+    finally:
+        worker.release()
+    stages = {name: np.array(values[1:] or values) for name, values in worker.stage_seconds.items()}  # warm
+    print(f"worker seconds per snapshot by stage (median over {len(stages['total'])} warm snapshots):")
+    for name, values in stages.items():
+        print(f"  {name:16s} {np.median(values):.3f} s")
+    encoder = get_encoder("digits-cnn")
+    with open_run(run_dir) as run:
+        samples, train = run.samples(run.steps()[-1]), run.reference("train").images
+        heldout = run.reference("heldout").images if "heldout" in run.reference_names() else train[:500]
+    train_f, held_f = encoder.encode(train), encoder.encode(heldout)
+    start = time.perf_counter()
+    fake = encoder.encode(samples)
+    embed = time.perf_counter() - start
+    statistics = metrics.fid_statistics(train_f)
+    start = time.perf_counter()
+    metrics.fid_from_statistics(*statistics, *metrics.fid_statistics(fake))
+    metrics.copy_rate(fake, train_f)
+    metrics.nn_divergence(fake, train_f, held_f)
+    arithmetic = time.perf_counter() - start
+    print(f"  floor: embedding {len(samples)} samples {embed:.3f} s + FID, copy rate and NN divergence on "
+          f"prepared reference features {arithmetic:.3f} s = {embed + arithmetic:.3f} s")
 
 
 if __name__ == "__main__":

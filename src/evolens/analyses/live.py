@@ -144,6 +144,7 @@ class LiveWorker:
         self._lock = None
         self._run: Run | None = None  # kept open: one analysis session per worker, not one per poll
         self._results: ResultsStore | None = None  # where claims and values live (Live.results), made on first use
+        self.stage_seconds: dict[str, list[float]] = {}  # per analysed snapshot: seconds of each stage
 
     # -- one worker per run ----------------------------------------------------------------------------
     def acquire(self) -> None:
@@ -262,22 +263,36 @@ class LiveWorker:
         """Every configured analysis of ``step``, the rules, the done-mark; returns the scalars computed."""
         from . import attributes, proximity, quality
 
+        started = time.perf_counter()
         encoder, classifier = self._encoders()
         live = self.live
         values: dict[str, float] = {}
+
+        def timed(stage: str, since: float) -> float:  # seconds of each stage per snapshot (benchmarks/live.py)
+            now = time.perf_counter()
+            self.stage_seconds.setdefault(stage, []).append(now - since)
+            return now
+
+        clock = timed("encoders", started)
         if "quality" in live.analyses:
             values.update(quality(run, encoder=encoder, reference=live.reference, steps=[step], metrics=live.metrics,
                                   by=live.by, progress=False).values.get(step, {}))
+            clock = timed("quality", clock)
         if "proximity" in live.analyses:
             values.update(proximity(run, encoder=encoder, reference=live.reference, heldout=live.heldout,
                                     steps=[step]).values.get(step, {}))
+            clock = timed("proximity", clock)
         if "attributes" in live.analyses:
             values.update(attributes(run, classifier=classifier, reference=live.reference,
                                      steps=[step]).values.get(step, {}))
+            clock = timed("attributes", clock)
         if "map" in live.analyses:
             self._place_on_map(run, step, encoder)
+            clock = timed("map", clock)
         self._check_rules(run, step)
         run.add_analysis_step("live", self.context, step, {})
+        timed("rules and marks", clock)
+        timed("total", started)
         return values
 
     # -- the map ---------------------------------------------------------------------------------------
