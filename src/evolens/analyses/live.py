@@ -298,9 +298,8 @@ class LiveWorker:
     # -- the map ---------------------------------------------------------------------------------------
     def _place_on_map(self, run: Run, step: int, encoder: Any) -> None:
         from ..projection.scores import knn_recall
-        from ..store.derived import PROJECTION_COORDS
+        from ..store import maps
         from .embedding import embedding
-        from .projection import projection_bounds
 
         live = self.live
         done = sorted(run.analysed_steps("live", self.context) | {step})
@@ -321,17 +320,12 @@ class LiveWorker:
                 and knn_recall(features, coords, k) < 0.5 * self._map["recall"]):
             self._fit_map(run, done, encoder)
             return
-        run.add_derived(PROJECTION_COORDS, coords, encoder_id=meta["encoder_id"], source=meta["projection_id"],
-                        step=step)
-        # the new bounds are the old ones widened by this snapshot: no rereading of every stored frame
-        x0, x1, y0, y1 = meta["bounds"]
-        meta = {**meta, "steps": sorted(set(meta["steps"]) | {step}),
-                "bounds": projection_bounds([np.array([[x0, y0], [x1, y1]]), coords])}
-        run.add_event("projection", f"map extended with step {step}", step=step, data=meta)
+        meta = maps.add_frame(run, meta, step, coords)
         self._map["meta"] = meta
 
     def _fit_map(self, run: Run, steps: list[int], encoder: Any) -> None:
-        from .projection import load_projection_model, projection, stored_projections
+        from ..store import maps
+        from .projection import load_projection_model, projection
 
         params = {"perplexity": 30.0, **self.live.map_params}
         n_points = sum(run.snapshot(s).n_samples for s in steps) + min(self.live.map_max_reference,
@@ -339,7 +333,7 @@ class LiveWorker:
         params["perplexity"] = float(min(params["perplexity"], max(2.0, (n_points - 2) / 3.0)))
         fitted = projection(run, encoder=encoder, reference=self.live.reference, steps=steps,
                             max_reference=self.live.map_max_reference, progress=False, **params)
-        meta = next(m for m in reversed(stored_projections(run)) if m["projection_id"] == fitted.projection_id)
+        meta = maps.latest(run, fitted.projection_id)
         self._map = {"model": load_projection_model(run, fitted.projection_id), "meta": meta,
                      "recall": fitted.scores.get("knn_recall", 0.0), "fitted_on": len(steps)}
 

@@ -20,8 +20,7 @@ import numpy as np
 from ..encoders import Encoder, get_encoder
 from ..errors import InputError
 from ..projection.evolutionary import EvolutionaryTSNE
-from ..store.derived import (PROJECTION_COORDS, PROJECTION_MODEL, PROJECTION_REFERENCE_COORDS,
-                             PROJECTION_REFERENCE_LABELS)
+from ..store import maps
 from ..store.run import Run, opened
 from ._base import check_reference_name, choose_steps
 from .embedding import embedding
@@ -47,22 +46,18 @@ class Projection:
     computed: bool = False
 
 
-def projection_bounds(parts: list[np.ndarray | None]) -> list[float]:
-    """[x_min, x_max, y_min, y_max] over every (n, 2) array in ``parts`` (None entries skipped)."""
-    every = np.concatenate([p for p in parts if p is not None])
-    return [float(every[:, 0].min()), float(every[:, 0].max()), float(every[:, 1].min()), float(every[:, 1].max())]
+projection_bounds = maps.bounds_of  # the map format lives in store/maps.py
 
 
 def stored_projections(run: Run) -> list[dict[str, Any]]:
-    """The description of every map stored in the run (oldest first): ``projection_id``, ``encoder_id``,
-    ``layout``, ``steps``, ``scores``, ``bounds`` (when recorded) and the parameters."""
-    return [e.data for e in run.events(kind="projection")]
+    """The record of every map stored in the run (oldest first): ``projection_id``, ``encoder_id``, ``layout``,
+    ``steps``, ``scores``, ``bounds`` and the parameters (``store.maps.records``)."""
+    return maps.records(run)
 
 
 def projection_coords(run: Run, meta: dict[str, Any], step: int | None) -> np.ndarray | None:
     """Map coordinates (n, 2) of snapshot ``step`` (or of the reference points when None) of the map ``meta``."""
-    kind = PROJECTION_COORDS if step is not None else PROJECTION_REFERENCE_COORDS
-    return run.derived(kind, encoder_id=meta["encoder_id"], source=meta["projection_id"], step=step)
+    return maps.frame(run, meta, step)
 
 
 def reference_subsample(n_reference: int, max_reference: int, seed: int) -> np.ndarray:
@@ -84,7 +79,7 @@ def projection_reference_items(run: Run, reference: str | None, max_reference: i
 
 def projection_reference_labels(run: Run, meta: dict[str, Any]) -> np.ndarray | None:
     """Labels of the reference points of the map ``meta`` (None when the reference has no labels)."""
-    return run.derived(PROJECTION_REFERENCE_LABELS, encoder_id=meta["encoder_id"], source=meta["projection_id"])
+    return maps.reference_labels(run, meta)
 
 
 def projection(
@@ -139,21 +134,15 @@ def projection(
         scores = model.scores()
         result = Projection(projection_id, encoder.id, layout, chosen, reference_labels=ref_labels, scores=scores,
                             computed=True)
-        key = {"encoder_id": encoder.id, "source": projection_id}
         for step, coords, step_ids in zip(chosen, model.embedding_, ids):
             result.coords[step] = coords.astype(np.float32)
             result.ids[step] = step_ids
             result.labels[step] = run.labels(step)
-            run.add_derived(PROJECTION_COORDS, result.coords[step], step=step, **key)
         if model.reference_embedding_ is not None:
             result.reference_coords = model.reference_embedding_.astype(np.float32)
-            run.add_derived(PROJECTION_REFERENCE_COORDS, result.reference_coords, **key)
-            if ref_labels is not None:
-                run.add_derived(PROJECTION_REFERENCE_LABELS, ref_labels, **key)
-        run.add_derived(PROJECTION_MODEL, model.to_bytes(), **key)
-        bounds = projection_bounds([result.coords[s] for s in chosen] + [result.reference_coords])
-        run.add_event("projection", f"evolutionary t-SNE ({layout}) of {len(chosen)} snapshots with {encoder.id}",
-                      data={**description, "projection_id": projection_id, "scores": scores, "bounds": bounds})
+        maps.add_map(run, {**description, "projection_id": projection_id, "scores": scores}, result.coords,
+                     result.reference_coords, ref_labels if result.reference_coords is not None else None,
+                     model.to_bytes(), f"evolutionary t-SNE ({layout}) of {len(chosen)} snapshots with {encoder.id}")
     return result
 
 
@@ -185,7 +174,7 @@ def load_projection_model(run: Run | str | os.PathLike, projection_id: str | Non
         metas = [m for m in stored_projections(run) if projection_id is None or m.get("projection_id") == projection_id]
         if not metas:
             raise InputError(f"run: no stored projection{' ' + projection_id if projection_id else ''} in {run.name!r}")
-        blob = run.derived(PROJECTION_MODEL, encoder_id=metas[-1]["encoder_id"], source=metas[-1]["projection_id"])
+        blob = maps.model_bytes(run, metas[-1])
         if blob is None:
             raise InputError(f"projection_id: the map {metas[-1]['projection_id']} has no stored model "
                              "(written by evolens 0.1); fit it again with evolens.analyses.projection")

@@ -104,19 +104,19 @@ def map_series(run_dir: str | Path, *, cls: int = AFFECTED, k: int = 5) -> tuple
     when it was first placed (the map fitted on the first three snapshots, then extended one snapshot at a time,
     refitted when it stops keeping neighbourhoods — what a live dashboard showed)."""
     from ..analyses.live import Live, watch
-    from ..analyses.projection import projection_coords, projection_reference_labels, stored_projections
+    from ..store import maps
     from ..store import open_run
 
     watch(run_dir, Live(encoder="digits-cnn", reference=MAP_REFERENCE, analyses=("map",), heldout=None,
                         map_max_reference=1000), progress=False)
     placed: dict[int, float] = {}
     with open_run(run_dir) as run:
-        for meta in stored_projections(run):
-            reference_coords = projection_coords(run, meta, None)
-            reference_labels = projection_reference_labels(run, meta)
+        for meta in maps.records(run):
+            reference_coords = maps.frame(run, meta, None)
+            reference_labels = maps.reference_labels(run, meta)
             for step in meta["steps"]:
                 if step not in placed:  # the first placement is the one seen at that step
-                    placed[step] = map_neighbour_shift(projection_coords(run, meta, step), run.labels(step),
+                    placed[step] = map_neighbour_shift(maps.frame(run, meta, step), run.labels(step),
                                                        reference_coords, reference_labels, cls, k)
     steps = sorted(placed)
     return steps, [placed[s] for s in steps]

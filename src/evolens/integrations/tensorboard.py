@@ -71,19 +71,19 @@ def _add_projector(writer: Any, run: Run, encoder: Any) -> None:
     import torch
 
     from ..analyses.embedding import embedding
-    from ..analyses.projection import stored_projections
+    from ..store import maps
     from ..views.data import samples_as_images
 
     steps = [s.step for s in run.snapshots() if not s.n_nonfinite]
     if not steps:
         return
     if encoder is None:
-        maps = stored_projections(run)
-        if not maps:
+        records = maps.records(run)
+        if not records:
             return
         from ..encoders import get_encoder, list_encoders
 
-        name = maps[-1]["encoder_id"].split("@", 1)[0]
+        name = records[-1]["encoder_id"].split("@", 1)[0]
         if name not in {info.name for info in list_encoders()}:
             return
         encoder = get_encoder(name)

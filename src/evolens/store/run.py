@@ -19,7 +19,7 @@ import numpy as np
 
 from .._validation import check_array, check_int, check_name, check_step, describe
 from ..errors import InputError, NotARunError
-from . import layout
+from . import events, layout
 from .arrays import ArrayStore
 from .derived import FEATURES, check_kind
 from .writer import RunWriter
@@ -282,7 +282,7 @@ class Run:
         """Counts of the events without reading them: ``n``, ``n_alerts`` (alerts and warnings), ``last_id``
         (None when none) and ``projection`` (the data of the newest ``projection`` event, or None)."""
         n, alerts, last = self._one("SELECT COUNT(*), TOTAL(level IN ('alert', 'warning')), MAX(id) FROM events")
-        row = self._one("SELECT data FROM events WHERE kind = 'projection' ORDER BY id DESC LIMIT 1")
+        row = self._one("SELECT data FROM events WHERE kind = ? ORDER BY id DESC LIMIT 1", (events.PROJECTION,))
         return {"n": int(n), "n_alerts": int(alerts), "last_id": last, "projection": json.loads(row[0]) if row else None}
 
     def events(self, kind: str | None = None, level: str | None = None, since_id: int | None = None) -> list[Event]:

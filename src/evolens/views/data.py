@@ -14,7 +14,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..store import events as event_kinds
-from ..store import layout
+from ..store import layout, maps
 from ..store.run import Run
 from .grid import images_to_grid, png_bytes
 
@@ -250,20 +250,17 @@ def sample_points(run: Run, step: int, max_points: int = 5000, decimals: int = 4
 
 def projection_meta(run: Run) -> dict[str, Any] | None:
     """The latest stored evolutionary projection: id, encoder, layout, steps, scores, axis ranges; None if none."""
-    from ..analyses.projection import projection_bounds, projection_coords, stored_projections
-
-    stored = stored_projections(run)
-    if not stored:
+    data = maps.latest(run)
+    if data is None:
         return None
-    data = stored[-1]
     meta = {"projection_id": data["projection_id"], "encoder_id": data["encoder_id"], "layout": data.get("layout"),
             "steps": [int(s) for s in data["steps"]], "scores": data.get("scores", {}),
             "reference_name": data.get("reference"), "max_reference": data.get("max_reference"),
             "seed": data.get("seed")}
     bounds = data.get("bounds") or _BOUNDS_CACHE.get((str(run.path), meta["projection_id"]))
     if bounds is None:  # older projections: computed from every stored frame, once per process (they never change)
-        parts = [projection_coords(run, meta, s) for s in meta["steps"]] + [projection_coords(run, meta, None)]
-        bounds = projection_bounds(parts)
+        parts = [maps.frame(run, meta, s) for s in meta["steps"]] + [maps.frame(run, meta, None)]
+        bounds = maps.bounds_of(parts)
         _BOUNDS_CACHE[(str(run.path), meta["projection_id"])] = bounds
     meta["bounds"] = bounds
     return meta
@@ -329,11 +326,10 @@ def probe_thumbnails(run: Run, step: int, probe_ids: list[str] | None = None, *,
 def projection_track(run: Run, meta: dict[str, Any], probe_id: str, decimals: int = 3) -> dict[str, Any]:
     """One probe's map positions over the projected snapshots: ``{"id", "steps", "x", "y"}`` (steps where the
     probe was drawn). InputError when no snapshot of the map holds ``probe_id``."""
-    from ..analyses.projection import projection_coords
 
     track: dict[str, Any] = {"id": str(probe_id), "steps": [], "x": [], "y": []}
     for step in meta["steps"]:
-        coords = projection_coords(run, meta, step)
+        coords = maps.frame(run, meta, step)
         if coords is None:
             continue
         where = np.flatnonzero(np.asarray(run.probe_ids(step)).astype(str) == str(probe_id))
@@ -350,14 +346,13 @@ def projection_points(run: Run, meta: dict[str, Any], step: int | None, max_poin
                       decimals: int = 3) -> dict[str, Any]:
     """Map coordinates of snapshot ``step`` (or of the reference data when ``step`` is None), at most
     ``max_points`` points, rounded to ``decimals``: ``{"x", "y", "labels", "ids"}`` (JSON-ready)."""
-    from ..analyses.projection import projection_coords, projection_reference_labels
 
     if step is None:
-        coords, labels, ids = projection_coords(run, meta, None), projection_reference_labels(run, meta), None
+        coords, labels, ids = maps.frame(run, meta, None), maps.reference_labels(run, meta), None
     else:
         if step not in meta["steps"]:
             raise InputError(f"step: expected one of the projected steps {meta['steps']}, received {step}")
-        coords = projection_coords(run, meta, step)
+        coords = maps.frame(run, meta, step)
         labels, ids = run.labels(step), run.probe_ids(step)
     if coords is None:
         return {"step": step, "x": [], "y": [], "labels": None, "ids": None, "attributes": {}}
