@@ -18,6 +18,22 @@ def write_summary(out: Path, summary: dict, markdown: str, progress: bool, what:
         print(f"{what} in {out}")
 
 
+def finished_run(run_dir: Path, config: dict[str, Any], complete: Callable[[Any], bool],
+                 read: Callable[[Any], Any]) -> Any:
+    """``read(run)`` of the run at ``run_dir`` when it was written with ``config`` (every key equal) and
+    ``complete(run)`` holds — an interrupted experiment resumes where it stopped —, else None (also for a run
+    missing, half-created or damaged: it is run again)."""
+    from ..store import open_run
+
+    try:
+        with open_run(run_dir) as run:
+            if any(run.config.get(k) != v for k, v in config.items()) or not complete(run):
+                return None
+            return read(run)
+    except Exception:  # noqa: BLE001 - missing, half-created or damaged: it is run again
+        return None
+
+
 def _single_threaded(fn: Callable[[Any], Any], job: Any) -> Any:
     import torch
 

@@ -36,7 +36,7 @@ import numpy as np
 
 from .._validation import positive_float, positive_int, seed_int
 from .. import names as N
-from ._output import in_processes, write_summary
+from ._output import finished_run, in_processes, write_summary
 from ..data import mnist
 from ..metrics import fid, prdc, rfair
 from ..collapse import VAE, MLETrainer
@@ -135,18 +135,11 @@ def _run_config(job: tuple) -> dict[str, Any]:
 
 def _finished_fit(run_dir: Path, config: dict[str, Any]) -> tuple | None:
     """(samples, fed_minority, train_nll, seconds) of a fit already written with this config, else None."""
-    from ..store import open_run
+    def read(run):
+        fed = run.array(0, "fed_minority") if "fed_minority" in run.snapshot(0).arrays else None
+        return run.samples(0), fed, float(run.scalars("train/nll")[1][0]), float(run.scalars("train/seconds")[1][0])
 
-    try:
-        with open_run(run_dir) as run:
-            if any(run.config.get(k) != v for k, v in config.items()) or "train/seconds" not in run.scalar_names():
-                return None
-            stored = run.snapshot(0).arrays
-            samples = run.samples(0)
-            fed = run.array(0, "fed_minority") if "fed_minority" in stored else None
-            return samples, fed, float(run.scalars("train/nll")[1][0]), float(run.scalars("train/seconds")[1][0])
-    except Exception:  # noqa: BLE001 - missing, half-written or damaged: fitted again
-        return None
+    return finished_run(run_dir, config, lambda run: "train/seconds" in run.scalar_names(), read)
 
 
 def run_experiment(out: str | Path, *, ratios: Sequence[float] = (2, 5, 10, 20), seeds: Sequence[int] = (0, 1, 2, 3, 4),

@@ -28,7 +28,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from .._validation import positive_int, seed_int
-from ._output import in_processes, write_summary
+from ._output import finished_run, in_processes, write_summary
 from ..collapse.loops import LoopResult, SelfConsumingLoop
 from ..collapse import BiasCorrectedMLETrainer, Gaussian, GaussianMixture, MLETrainer, mean_nll
 from ._arms import arm_sensitivity, arms_legend, format_ci, format_reads, mean_ci, ple_arms
@@ -130,15 +130,8 @@ def _one_loop(job: tuple) -> tuple[str, str, str, int, np.ndarray, np.ndarray, n
 def _finished_loop(run_dir: Path, config: dict[str, Any], generations: int) -> LoopResult | None:
     """The loop already written to ``run_dir`` with this config and every generation (an experiment that was
     interrupted resumes where it stopped), else None."""
-    from ..store import open_run
-
-    try:
-        with open_run(run_dir) as run:
-            same = all(run.config.get(k) == v for k, v in config.items())
-            complete = run.steps().tolist() == list(range(generations))
-    except Exception:  # noqa: BLE001 - missing, half-created or damaged: it is run again
-        return None
-    return LoopResult.from_run(run_dir) if same and complete else None
+    return finished_run(run_dir, config, lambda run: run.steps().tolist() == list(range(generations)),
+                        lambda run: LoopResult.from_run(run_dir))
 
 
 def run_experiment(out: str | Path, *, seeds: Sequence[int] = (0, 1, 2, 3, 4), generations: int = 10,
