@@ -130,6 +130,39 @@ def test_an_analysis_that_raises_becomes_an_error_event_and_the_worker_goes_on(t
         assert run.scalars(fid)[0].tolist() == [0, 2]
 
 
+def test_a_warm_worker_prepares_the_reference_side_once_and_gives_the_cold_values(tmp_path, monkeypatch):
+    """Two stages: the live worker keeps each analysis's prepared reference side (here the C_T cells, fitted by
+    ``ct_partition``) across snapshots — one preparation for five snapshots, not five — and its values equal
+    those of the batch analysis run cold on a copy of the run."""
+    import shutil
+
+    from evolens.metrics import proximity as P
+
+    run_dir = _finished_run(tmp_path, 5)
+    with RunWriter(run_dir, kind="analysis", create=False) as writer:
+        writer.write_reference("heldout", DATA.images[400:800], DATA.labels[400:800])
+    cold = shutil.copytree(run_dir, tmp_path / "cold")
+    fits = []
+    partition = P.ct_partition
+
+    def counted(*args, **kwargs):
+        fits.append(1)
+        return partition(*args, **kwargs)
+
+    monkeypatch.setattr(P, "ct_partition", counted)
+    live = Live(encoder="pixels", analyses=("proximity",), reference="train", heldout="heldout")
+    worker = LiveWorker(run_dir, live)
+    try:
+        assert worker.poll() == 5  # one analysis call per snapshot, as while training
+    finally:
+        worker.release()
+    assert len(fits) == 1, len(fits)
+    batch = analyses.proximity(cold, encoder="pixels", reference="train", heldout="heldout")
+    with evolens.open_run(run_dir) as run:
+        for name in (n for n in run.scalar_names() if n.startswith("proximity/")):
+            np.testing.assert_allclose(run.scalars(name)[1], batch.series(name)[1], rtol=1e-6, err_msg=name)
+
+
 def _finished_run(root: Path, n_steps: int) -> Path:
     rng = np.random.default_rng(0)
     with RunWriter(root / "run") as writer:

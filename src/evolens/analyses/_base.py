@@ -16,6 +16,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..names import parse_name, resolve_name
+from ..store import layout
 from ..store.run import Run
 
 StepFn = Callable[[int], Mapping[str, float]]
@@ -102,6 +103,21 @@ def stored_reference_quantity(run: Run, kind: str, compute: Callable[[], Any], *
     return value
 
 
+def snapshot_features(embedded: Any, embed: Callable[[int], Any]) -> Callable[[int], Any]:
+    """``features(step)``: the (n, d) features of snapshot ``step`` from ``embedded`` (a ``RunEmbedding`` of the
+    steps prepared for), embedding a step it lacks on demand with ``embed(step)`` (a ``RunEmbedding`` of that
+    step; a prepared analysis reused for later snapshots); None for a snapshot with non-finite samples. Each
+    step's features are handed out once (not kept)."""
+    def features(step: int) -> Any:
+        if step not in embedded.snapshots and step not in embedded.skipped:
+            more = embed(step)
+            embedded.snapshots.update(more.snapshots)
+            embedded.skipped.extend(more.skipped)
+        return embedded.snapshots.pop(step, None)
+
+    return features
+
+
 def per_snapshot(
     run: Run,
     result: AnalysisResult,
@@ -112,9 +128,15 @@ def per_snapshot(
     family: str,
     what: str,
     progress: bool = False,
+    prepared: dict | None = None,
 ) -> AnalysisResult:
     """Run one analysis over ``steps``: ``prepare(todo)`` (called only when some step is not done yet) returns
     ``fn(step) -> {name: value}``; each step's values are stored with its done-mark in one transaction.
+    Two stages: ``prepare`` does what every snapshot shares (the reference side: statistics, radii, cells, bins,
+    the encoder), ``fn`` one snapshot. With ``prepared`` (a dict the caller keeps, e.g. a live worker across
+    snapshots) the ``fn`` of the same analysis and context is kept there and reused, so the reference side is
+    prepared once per worker, not once per snapshot; ``fn`` must then serve steps not in ``todo``
+    (``snapshot_features`` embeds them on demand).
     Values of steps done earlier are read back from the run (names of ``family`` with the same encoder and
     reference). When some step was computed, an ``analysis`` event records ``what`` and the context."""
     done = run.analysed_steps(result.analysis, context) & set(steps)
@@ -129,7 +151,12 @@ def per_snapshot(
     if todo:
         from tqdm.auto import tqdm
 
-        compute = prepare(todo)
+        key = (result.analysis, layout.canonical_json(dict(context)))
+        compute = prepared.get(key) if prepared is not None else None
+        if compute is None:
+            compute = prepare(todo)
+            if prepared is not None:
+                prepared[key] = compute
         for step in tqdm(todo, desc=result.analysis, unit="snapshot", disable=not progress):
             values = dict(compute(step))
             run.add_analysis_step(result.analysis, context, step, values)

@@ -40,10 +40,13 @@ def attributes(
     majority: int | None = None,
     minority: int | None = None,
     progress: bool = False,
+    prepared: dict | None = None,
 ) -> AnalysisResult:
     """Attribute metrics of every snapshot (or ``steps``), labels from ``classifier`` (an object with
     ``classify(images)`` or a callable returning labels (n,) or scores (n, k)). Snapshots with non-finite
-    samples are skipped. Returns an ``AnalysisResult``; already analysed steps are read back."""
+    samples are skipped. Returns an ``AnalysisResult``; already analysed steps are read back. ``prepared``: a
+    dict kept across calls (a live worker's) that keeps the reference side — the reference's attribute labels —
+    for the next snapshot (``_base.per_snapshot``)."""
     cid = classifier_id(classifier)
     with opened(run) as run:
         if reference is not None:
@@ -86,6 +89,6 @@ def attributes(
 
             return compute
 
-        per_snapshot(run, result, context, chosen, prepare, family=N.ATTRIBUTES, what="attribute metrics",
+        per_snapshot(run, result, context, chosen, prepare, prepared=prepared, family=N.ATTRIBUTES, what="attribute metrics",
                      progress=progress)
     return result

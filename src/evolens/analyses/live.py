@@ -145,6 +145,7 @@ class LiveWorker:
         self._run: Run | None = None  # kept open: one analysis session per worker, not one per poll
         self._results: ResultsStore | None = None  # where claims and values live (Live.results), made on first use
         self.stage_seconds: dict[str, list[float]] = {}  # per analysed snapshot: seconds of each stage
+        self._prepared: dict = {}  # each analysis's prepared reference side, kept warm across snapshots
 
     # -- one worker per run ----------------------------------------------------------------------------
     def acquire(self) -> None:
@@ -166,6 +167,7 @@ class LiveWorker:
         if self._run is not None:
             self._run.close()
             self._run = None
+        self._prepared.clear()  # prepared against that open run
         if self._lock is not None:
             self._lock.close()
             self._lock = None
@@ -276,15 +278,15 @@ class LiveWorker:
         clock = timed("encoders", started)
         if "quality" in live.analyses:
             values.update(quality(run, encoder=encoder, reference=live.reference, steps=[step], metrics=live.metrics,
-                                  by=live.by, progress=False).values.get(step, {}))
+                                  by=live.by, progress=False, prepared=self._prepared).values.get(step, {}))
             clock = timed("quality", clock)
         if "proximity" in live.analyses:
             values.update(proximity(run, encoder=encoder, reference=live.reference, heldout=live.heldout,
-                                    steps=[step]).values.get(step, {}))
+                                    steps=[step], prepared=self._prepared).values.get(step, {}))
             clock = timed("proximity", clock)
         if "attributes" in live.analyses:
             values.update(attributes(run, classifier=classifier, reference=live.reference,
-                                     steps=[step]).values.get(step, {}))
+                                     steps=[step], prepared=self._prepared).values.get(step, {}))
             clock = timed("attributes", clock)
         if "map" in live.analyses:
             self._place_on_map(run, step, encoder)

@@ -35,7 +35,8 @@ from ..metrics import proximity as P
 from ..store.run import Run, opened
 from ..store.derived import HELDOUT_NEAREST_TRAIN, TRAINING_SPACING
 from ..store.references import shared_reference
-from ._base import AnalysisResult, check_reference_name, choose_steps, per_snapshot, stored_reference_quantity
+from ._base import (AnalysisResult, check_reference_name, choose_steps, per_snapshot, snapshot_features,
+                    stored_reference_quantity)
 from .embedding import embedding
 
 __all__ = ["NEAREST_K", "nearest_training", "proximity"]
@@ -74,6 +75,7 @@ def proximity(
     ratio: float = 1 / 3,
     bins: int = 20,
     progress: bool = False,
+    prepared: dict | None = None,
     **encoder_kwargs: Any,
 ) -> AnalysisResult:
     """Memorisation metrics of every snapshot (or ``steps``) against the training reference set.
@@ -88,7 +90,9 @@ def proximity(
         bins: histogram bins of ``nn_divergence``.
 
     Returns an ``AnalysisResult``; steps already analysed in this context are read back, not recomputed.
-    """
+    
+    ``prepared``: a dict kept across calls (a live worker's) that keeps the prepared reference side for the next
+    snapshot (``_base.per_snapshot``)."""
     if not 0 < ratio < 1:
         raise InputError(f"ratio: expected a number in (0, 1), received {ratio!r}")
     encoder = get_encoder(encoder, **encoder_kwargs)
@@ -111,6 +115,8 @@ def proximity(
         def prepare(todo: list[int]):
             refs = [reference] + ([heldout] if heldout else [])
             embedded = embedding(run, encoder=encoder, reference=refs, steps=todo, progress=progress)
+            features_of = snapshot_features(embedded, lambda step: embedding(run, encoder=encoder, reference=False,
+                                                                             steps=[step], progress=False))
             train = embedded.references[reference]
             held = embedded.references.get(heldout) if heldout else None
             comparable = held is not None and abs(train.shape[0] - held.shape[0]) <= 0.1 * max(train.shape[0],
@@ -145,10 +151,10 @@ def proximity(
             def compute(step: int) -> dict[str, float]:
                 from ..store.derived import NEAREST_TRAIN
 
-                if step not in embedded.snapshots:
+                fake = features_of(step)
+                if fake is None:
                     result.skipped[f"step={step}"] = "non-finite samples"
                     return {}
-                fake = embedded.snapshots[step]
                 distances, indices = P.nearest_neighbors(fake, train, k)
                 for part, array in (("distance", distances[:, :NEAREST_K].astype(np.float32)),
                                     ("index", indices[:, :NEAREST_K].astype(np.int64))):
@@ -181,6 +187,6 @@ def proximity(
 
             return compute
 
-        per_snapshot(run, result, context, chosen, prepare, family=N.PROXIMITY, what="proximity metrics",
+        per_snapshot(run, result, context, chosen, prepare, prepared=prepared, family=N.PROXIMITY, what="proximity metrics",
                      progress=progress)
     return result

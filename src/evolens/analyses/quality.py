@@ -26,7 +26,8 @@ from ..metrics import quality as Q
 from ..store.derived import CMMD_REFERENCE_TERM, FID_STATISTICS, PRDC_RADII
 from ..store.references import NamedReference, shared_reference
 from ..store.run import Run, opened
-from ._base import AnalysisResult, check_reference_name, choose_steps, per_snapshot, stored_reference_quantity
+from ._base import (AnalysisResult, check_reference_name, choose_steps, per_snapshot, snapshot_features,
+                    stored_reference_quantity)
 from .embedding import embedding
 
 __all__ = ["QUALITY_METRICS", "quality"]
@@ -122,6 +123,7 @@ def quality(
     metrics: Sequence[str] = QUALITY_METRICS,
     by: str | None = "label",
     progress: bool = True,
+    prepared: dict | None = None,
     **encoder_kwargs: Any,
 ) -> AnalysisResult:
     """Quality metrics of every snapshot (or ``steps``) against a reference set, overall and per class.
@@ -138,7 +140,9 @@ def quality(
     Returns an ``AnalysisResult`` whose names are ``quality/<metric>[/class=<c>]@<encoder id>~<reference>``.
     Groups with fewer than 2 samples on either side are skipped (listed in ``skipped``), and so are snapshots
     with non-finite samples.
-    """
+    
+    ``prepared``: a dict kept across calls (a live worker's) that keeps the prepared reference side for the next
+    snapshot (``_base.per_snapshot``)."""
     unknown = sorted(set(metrics) - set(QUALITY_METRICS))
     if isinstance(metrics, str) or unknown:
         raise InputError(f"metrics: expected a subset of {QUALITY_METRICS}, received {metrics!r}")
@@ -156,6 +160,8 @@ def quality(
 
         def prepare(todo: list[int]):
             embedded = embedding(run, encoder=encoder, reference=[reference], steps=todo, progress=progress)
+            features_of = snapshot_features(embedded, lambda step: embedding(run, encoder=encoder, reference=False,
+                                                                             steps=[step], progress=False))
             ref_features = embedded.references[reference]  # a named reference's shards stay on disk
             shared = shared_reference(run, reference, encoder.id)  # None unless it is a named reference
             overall = _stored_reference_side(run, reference, encoder.id, ref_features, metrics, shared=shared)
@@ -173,10 +179,10 @@ def quality(
                              for label in np.unique(ref_labels)}
 
             def compute(step: int) -> dict[str, float]:
-                if step not in embedded.snapshots:
+                fake = features_of(step)
+                if fake is None:
                     result.skipped[f"step={step}"] = "non-finite samples"
                     return {}
-                fake = embedded.snapshots[step]
                 values = {name(m): v for m, v in _metrics_for(overall, fake, metrics).items()}
                 if per_class:
                     labels = run.labels(step)
@@ -193,6 +199,6 @@ def quality(
 
             return compute
 
-        per_snapshot(run, result, context, chosen, prepare, family=N.QUALITY, what="quality metrics",
+        per_snapshot(run, result, context, chosen, prepare, prepared=prepared, family=N.QUALITY, what="quality metrics",
                      progress=progress)
     return result
