@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import os
 import pickle
-import socket
 import sys
 import time
 import traceback

@@ -92,6 +92,11 @@ class DigitsCNNEncoder(Encoder):
         self.weights_sha256 = weights_hash(weights)
 
     @staticmethod
+    def is_cached(seed: int = 0) -> bool:
+        """Whether weights trained with ``seed`` are cached on this machine (any MNIST source), without loading data."""
+        return any((cache_dir() / "digits-cnn").glob(f"digits-cnn-*-s{seed}.pt"))
+
+    @staticmethod
     def _cached_or_trained(seed: int) -> Path:
         from ..data import mnist
 

@@ -185,13 +185,6 @@ def _write_grids(run_dir: Path) -> list[str]:
         ]
 
 
-def _digits_cnn_cached() -> bool:
-    """Whether digits-cnn's weights for the default seed are cached on this machine already."""
-    from .._paths import cache_dir
-
-    return any((cache_dir() / "digits-cnn").glob("digits-cnn-*-s0.pt"))
-
-
 def run_demo(out: str | os.PathLike = "runs/demo", *, epochs: int = 30, every: int = 25, seed: int = 0,
              device: str | None = None, progress: bool = True, analyze: bool = True, live: bool = True) -> Path:
     """Train the demo model into a new run under ``out`` — with live analysis (digits-cnn: quality, proximity,
@@ -207,8 +200,9 @@ def run_demo(out: str | os.PathLike = "runs/demo", *, epochs: int = 30, every: i
     monitoring = None
     if analyze:  # the encoder first, here, so the live worker loads it instead of training it while the model trains
         from ..encoders import get_encoder
+        from ..encoders.digits_cnn import DigitsCNNEncoder
 
-        print("digits-cnn encoder: " + ("cached" if _digits_cnn_cached() else
+        print("digits-cnn encoder: " + ("cached" if DigitsCNNEncoder.is_cached() else
                                         "training it once on this machine (about a minute on CPU), then cached"))
         get_encoder("digits-cnn", device=device)
     if live and analyze:

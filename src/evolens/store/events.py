@@ -16,7 +16,7 @@ from .files import pid_alive
 
 __all__ = [
     "ALERT_PREFIX", "CAPTURE_END", "EVENT_COLORS", "EVENT_STYLES", "FEATURES", "INTERVENTION", "MARKED_KINDS",
-    "MARKED_LEVELS", "MIRROR", "PAUSE", "PROJECTION", "RESUME", "capture_running", "event_style", "is_marked",
+    "MARKED_LEVELS", "MIRROR", "PAUSE", "PROJECTION", "RESUME", "capture_running", "event_style", "is_listed", "is_marked",
 ]
 
 # kinds written by evolens itself (a user's ``Monitor.event`` may write any other)

@@ -34,8 +34,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from . import events, layout
-from .files import atomic_write
-from .files import NETWORK_FILESYSTEMS, filesystem_type, network_filesystem  # noqa: F401 - re-exported
+from .files import NETWORK_FILESYSTEMS, atomic_write, filesystem_type, network_filesystem  # noqa: F401 - re-exported
 
 __all__ = ["MIRROR_EVENT", "NETWORK_FILESYSTEMS", "filesystem_type", "mirror", "network_filesystem", "publish"]
 
