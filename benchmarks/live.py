@@ -114,7 +114,7 @@ def _stages(tmp: Path, every: int) -> None:
         worker.poll()
     finally:
         worker.release()
-    stages = {name: np.array(values[1:] or values) for name, values in worker.stage_seconds.items()}  # warm
+    stages = {name: np.array(list(values)[1:] or list(values)) for name, values in worker.stage_seconds.items()}  # warm
     print(f"worker seconds per snapshot by stage (median over {len(stages['total'])} warm snapshots):")
     for name, values in stages.items():
         print(f"  {name:16s} {np.median(values):.3f} s")

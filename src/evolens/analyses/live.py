@@ -22,6 +22,7 @@ import pickle
 import sys
 import time
 import traceback
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -41,6 +42,7 @@ logger = logging.getLogger(__name__)
 __all__ = ["LIVE_ANALYSES", "Live", "LiveWorker", "capture_running", "start_worker", "watch"]
 
 LIVE_ANALYSES = ("quality", "proximity", "attributes", "map")
+STAGE_HISTORY = 1000  # snapshots whose stage timings a worker keeps
 
 
 @dataclass
@@ -143,7 +145,8 @@ class LiveWorker:
         self._lock = None
         self._run: Run | None = None  # kept open: one analysis session per worker, not one per poll
         self._results: ResultsStore | None = None  # where claims and values live (Live.results), made on first use
-        self.stage_seconds: dict[str, list[float]] = {}  # per analysed snapshot: seconds of each stage
+        # seconds of each stage for the last STAGE_HISTORY analysed snapshots (bounded: a worker may run for days)
+        self.stage_seconds: dict[str, deque[float]] = {}
         self._prepared: dict = {}  # each analysis's prepared reference side, kept warm across snapshots
 
     # -- one worker per run ----------------------------------------------------------------------------
@@ -271,7 +274,7 @@ class LiveWorker:
 
         def timed(stage: str, since: float) -> float:  # seconds of each stage per snapshot (benchmarks/live.py)
             now = time.perf_counter()
-            self.stage_seconds.setdefault(stage, []).append(now - since)
+            self.stage_seconds.setdefault(stage, deque(maxlen=STAGE_HISTORY)).append(now - since)
             return now
 
         clock = timed("encoders", started)
